@@ -1,0 +1,22 @@
+"""The `[eval]` section of a recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EvalConfig:
+    tasks: list[str] = field(default_factory=list)   # task names or task files run by `lmforge eval`
+    samples: int = 3                 # samples written after pretraining
+    sample_tokens: int = 80
+    sample_prompts: list[str] = field(default_factory=lambda: ["The ", "def ", "In Python, "])
+    temperature: float = 0.8
+    top_k: int = 50
+    max_val_tokens: int = 0          # 0 = score the whole validation split
+
+    def validate(self) -> None:
+        if self.samples < 0 or self.sample_tokens < 1:
+            raise ValueError("samples must be >= 0 and sample_tokens >= 1")
+        if self.temperature < 0:
+            raise ValueError(f"temperature: got {self.temperature}, must be >= 0")

@@ -1,0 +1,172 @@
+"""The run directory: the unit of work every stage reads and writes.
+
+    runs/<name>/
+      recipe.toml  manifest.json  data/  tokenizer/  tokens/  checkpoints/
+      metrics.jsonl  eval/  model_card.md  report.html
+
+The manifest records versions, seeds, hashes of inputs and outputs and the wall
+time of every stage; a stage whose record is present is finished and is skipped
+unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmforge import atomic
+from lmforge.errors import UserError
+from lmforge.recipe import Recipe, load_recipe, to_toml
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict:
+    import torch
+    import lmforge
+    return {"lmforge": lmforge.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+@dataclass
+class RunDir:
+    path: Path
+
+    # ---- layout
+    @property
+    def recipe_path(self) -> Path: return self.path / "recipe.toml"
+    @property
+    def manifest_path(self) -> Path: return self.path / "manifest.json"
+    @property
+    def data(self) -> Path: return self.path / "data"
+    @property
+    def tokenizer(self) -> Path: return self.path / "tokenizer"
+    @property
+    def tokens(self) -> Path: return self.path / "tokens"
+    @property
+    def checkpoints(self) -> Path: return self.path / "checkpoints"
+    @property
+    def metrics(self) -> Path: return self.path / "metrics.jsonl"
+    @property
+    def eval(self) -> Path: return self.path / "eval"
+    @property
+    def model_card(self) -> Path: return self.path / "model_card.md"
+    @property
+    def report(self) -> Path: return self.path / "report.html"
+
+    # ---- opening
+    @classmethod
+    def create(cls, path: str | Path, recipe: Recipe) -> "RunDir":
+        """Open (or start) a run directory for `recipe`; refuse one made from a different recipe."""
+        run = cls(Path(path))
+        if run.path.exists() and not run.path.is_dir():
+            raise UserError(f"{run.path} exists and is not a directory")
+        if run.recipe_path.exists():
+            existing = run.load_recipe()
+            if existing.fingerprint() != recipe.fingerprint():
+                diff = _first_difference(existing.to_dict(), recipe.to_dict())
+                raise UserError(f"{run.path} holds a run of a different recipe ({diff}); "
+                                f"use another --out or pass --force to start over")
+        elif run.path.exists() and any(run.path.iterdir()):
+            raise UserError(f"{run.path} is not empty and is not an lmforge run directory")
+        run.path.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(run.recipe_path, to_toml(recipe))
+        if not run.manifest_path.exists():
+            atomic.write_json(run.manifest_path, {
+                "name": recipe.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "versions": _versions(), "git_sha": _git_sha(), "seed": recipe.seed,
+                "recipe_fingerprint": recipe.fingerprint(), "stages": {}})
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        run = cls(Path(path))
+        if not run.path.is_dir():
+            raise UserError(f"run directory not found: {run.path}")
+        if not run.recipe_path.is_file():
+            raise UserError(f"{run.path} is not an lmforge run directory (no recipe.toml)")
+        return run
+
+    def load_recipe(self) -> Recipe:
+        return load_recipe(self.recipe_path)
+
+    # ---- manifest
+    def manifest(self) -> dict:
+        if not self.manifest_path.exists():
+            return {"stages": {}}
+        return json.loads(self.manifest_path.read_text())
+
+    def stage_done(self, stage: str) -> bool:
+        return stage in self.manifest().get("stages", {})
+
+    def record_stage(self, stage: str, seconds: float, inputs: list[Path] = (), outputs: list[Path] = (),
+                     **extra) -> None:
+        m = self.manifest()
+        m.setdefault("stages", {})[stage] = {
+            "seconds": round(seconds, 3),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "inputs": {self._rel(p): sha256_file(p) for p in inputs if p.is_file()},
+            "outputs": {self._rel(p): sha256_file(p) for p in outputs if p.is_file()},
+            **extra}
+        m["versions"] = _versions()
+        atomic.write_json(self.manifest_path, m)
+
+    def forget_stage(self, stage: str) -> None:
+        m = self.manifest()
+        if m.get("stages", {}).pop(stage, None) is not None:
+            atomic.write_json(self.manifest_path, m)
+
+    def _rel(self, p: Path) -> str:
+        try:
+            return str(Path(p).resolve().relative_to(self.path.resolve()))
+        except ValueError:
+            return str(p)
+
+    # ---- metrics
+    def log_metrics(self, record: dict) -> None:
+        """Append one JSON line (appends of one short line are atomic enough for a log)."""
+        with open(self.metrics, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.exists():
+            return []
+        out = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill mid-write
+        return out
+
+
+def _first_difference(a: dict, b: dict, prefix: str = "") -> str:
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            d = _first_difference(va, vb, f"{prefix}{key}.")
+            if d:
+                return d
+        elif va != vb:
+            return f"{prefix}{key}: {va!r} there, {vb!r} now"
+    return ""

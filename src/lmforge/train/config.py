@@ -1,0 +1,54 @@
+"""The `[train]` section of a recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class TrainConfig:
+    objective: Literal["causal_lm"] = "causal_lm"
+    batch_size: int = 16             # sequences per micro-batch (per rank)
+    seq_len: int = 0                 # 0 = model.max_seq_len
+    grad_accum: int = 1
+    max_steps: int = 1000
+    time_budget_s: float = 0.0       # > 0: train for this many wall seconds; the schedule follows the clock
+    optimizer: Literal["adamw", "muon"] = "adamw"
+    lr: float = 1e-3                 # AdamW lr (embeddings, head, norms and, with adamw, everything)
+    muon_lr: float = 0.02            # Muon lr for 2-D hidden matrices
+    min_lr_ratio: float = 0.1        # final lr as a fraction of lr
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0           # 0 = off
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    warmup_steps: int = 50
+    decay_fraction: float = 0.2      # wsd: last fraction of training spent decaying
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"   # autocast dtype for matmuls
+    compile: bool = False
+    threads: int = 0                 # 0 = torch default (all cores)
+    eval_every: int = 100            # steps between validations (0 = only at the end)
+    eval_batches: int = 20
+    log_every: int = 10
+    checkpoint_every: int = 200      # 0 = only at the end
+    keep_last: int = 2
+    keep_best: bool = True
+    patience: int = 0                # > 0: stop after this many validations without improvement
+    distributed: Literal["ddp", "fsdp"] = "ddp"   # strategy when launched under torchrun
+
+    def validate(self) -> None:
+        for name in ("batch_size", "grad_accum", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: got {getattr(self, name)}, must be >= 1")
+        if self.max_steps < 1 and self.time_budget_s <= 0:
+            raise ValueError("max_steps must be >= 1 (or set time_budget_s)")
+        if self.lr <= 0 or self.muon_lr <= 0:
+            raise ValueError(f"lr: got {self.lr}, must be > 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio: got {self.min_lr_ratio}, allowed: 0..1")
+        if not 0.0 < self.decay_fraction <= 1.0:
+            raise ValueError(f"decay_fraction: got {self.decay_fraction}, allowed: (0, 1]")
+        for name in ("warmup_steps", "eval_every", "checkpoint_every", "patience", "threads", "seq_len"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: got {getattr(self, name)}, must be >= 0")
