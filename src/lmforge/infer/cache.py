@@ -1,0 +1,72 @@
+"""A slot-based key/value cache for continuous batching.
+
+Memory for `rows` decoding sequences plus one prefill row is allocated once.
+Decoding sequences always occupy rows 0..B-1, so a decode step attends over a
+plain view `k[:B, :, :S]` with no gather; when a sequence leaves, the last one
+is moved into its row (one copy per departure instead of one per step). A new
+prompt is prefilled in the spare row, chunk by chunk, then moved to row B.
+
+The views implement the cache protocol `Transformer.forward` expects:
+`update(layer_idx, k, v) -> (k_all, v_all)`, `advance(n)` and `length`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lmforge.models.config import ModelConfig
+
+
+class SlotCache:
+    def __init__(self, cfg: ModelConfig, rows: int, max_len: int, dtype: torch.dtype,
+                 device: torch.device | str = "cpu"):
+        shape = (rows + 1, cfg.kv_heads, max_len, cfg.head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layer)]
+        self.rows = rows
+        self.max_len = max_len
+        self.prefill_row = rows
+
+    def move(self, src: int, dst: int, length: int) -> None:
+        for layer in range(len(self.k)):
+            self.k[layer][dst, :, :length].copy_(self.k[layer][src, :, :length])
+            self.v[layer][dst, :, :length].copy_(self.v[layer][src, :, :length])
+
+
+class DecodeView:
+    """Rows 0..B-1 each append one token at its own position."""
+
+    def __init__(self, cache: SlotCache, positions: torch.Tensor, span: int):
+        self.cache = cache
+        self.batch = positions.shape[0]
+        self.positions = positions          # (B,) where each row's new token goes
+        self.rows = torch.arange(self.batch, device=positions.device)
+        self.span = span                    # keys to attend over: max(positions) + 1
+        self.length = span
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor):
+        ck, cv = self.cache.k[layer_idx], self.cache.v[layer_idx]
+        ck[self.rows, :, self.positions] = k[:, :, 0]
+        cv[self.rows, :, self.positions] = v[:, :, 0]
+        return ck[:self.batch, :, :self.span], cv[:self.batch, :, :self.span]
+
+    def advance(self, n: int) -> None:
+        pass   # the scheduler tracks each row's position
+
+
+class PrefillView:
+    """A chunk of one prompt written into the prefill row at [start, start + T)."""
+
+    def __init__(self, cache: SlotCache, start: int):
+        self.cache = cache
+        self.length = start
+
+    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor):
+        row, end = self.cache.prefill_row, self.length + k.shape[2]
+        ck, cv = self.cache.k[layer_idx], self.cache.v[layer_idx]
+        ck[row, :, self.length:end] = k[0]
+        cv[row, :, self.length:end] = v[0]
+        return ck[row:row + 1, :, :end], cv[row:row + 1, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n

@@ -1,0 +1,175 @@
+"""The inference engine: the one object everything that generates text goes through.
+
+    engine = Engine.from_run("runs/quickstart")
+    engine.generate("Once upon a time", max_tokens=50, temperature=0.8).text
+    for piece in engine.stream("Hello"): print(piece, end="")
+    engine.chat([{"role": "user", "content": "Hi"}]).text
+
+Every call becomes a `Request` handed to the continuous-batching `Scheduler`,
+so concurrent callers (threads, server requests) share forward passes.
+"""
+
+from __future__ import annotations
+
+import queue
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from tokenizers import Tokenizer
+
+from lmforge.errors import UserError
+from lmforge.infer.request import Delta, Done, Event, Failed, GenerationResult, Request
+from lmforge.infer.sampling import SamplingParams
+from lmforge.infer.scheduler import Scheduler
+from lmforge.infer.template import ChatTemplate
+from lmforge.models.transformer import Transformer
+from lmforge.train.checkpoint import find_weights, load_model
+
+STOP_TOKENS = ("<|eos|>", "<|end|>")   # generation ends at either (plain text / chat turn)
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise UserError(f"dtype: got {dtype!r}, allowed: {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def find_tokenizer_dir(path: Path, ckpt: Path) -> Path:
+    """The tokenizer of a run: run/tokenizer, found from the run or from one of its checkpoints."""
+    for candidate in (path / "tokenizer", ckpt / "tokenizer", ckpt.parent.parent / "tokenizer", path):
+        if (candidate / "tokenizer.json").is_file():
+            return candidate
+    raise UserError(f"no tokenizer found for {path} (expected {path / 'tokenizer' / 'tokenizer.json'})")
+
+
+class Engine:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, *, device: str | torch.device = "cpu",
+                 dtype: str | torch.dtype | None = None, max_batch: int = 16, prefill_chunk: int = 256,
+                 chat_template: ChatTemplate | None = None):
+        if model.cfg.kind != "causal":
+            raise UserError("only causal (decoder) models can generate text")
+        dtype = parse_dtype(dtype)
+        self.model = model.to(device=device, dtype=dtype).eval() if dtype else model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.template = chat_template or ChatTemplate()
+        self.context = model.cfg.max_seq_len
+        self.vocab_size = model.cfg.vocab_size
+        self.stop_ids = {i for i in map(tokenizer.token_to_id, STOP_TOKENS) if i is not None}
+        self.scheduler = Scheduler(self.model, max_batch=max_batch, prefill_chunk=prefill_chunk)
+
+    @classmethod
+    def from_run(cls, path: str | Path, *, device: str | torch.device = "cpu",
+                 dtype: str | torch.dtype | None = None, **kw) -> "Engine":
+        """Load from a run directory or a checkpoint directory inside one."""
+        path = Path(path)
+        ckpt = find_weights(path)
+        tok_dir = find_tokenizer_dir(path, ckpt)
+        model = load_model(ckpt, device=device, dtype=parse_dtype(dtype))
+        tokenizer = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+        return cls(model, tokenizer, device=device, chat_template=ChatTemplate.from_dir(tok_dir), **kw)
+
+    def close(self) -> None:
+        self.scheduler.close()
+
+    # -- text <-> tokens ------------------------------------------------------------------
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> list[int]:
+        # the template writes <|bos|> itself, so the tokenizer must not add it again
+        return self.encode(self.template.render(messages, add_generation_prompt), add_special_tokens=False)
+
+    def prompt_ids(self, prompt: str | list[int]) -> list[int]:
+        """Tokenize (if needed) and check a prompt against the vocabulary and the context."""
+        ids = self.encode(prompt) if isinstance(prompt, str) else list(prompt)
+        if not ids:
+            raise UserError("prompt is empty")
+        if not all(isinstance(i, int) and 0 <= i < self.vocab_size for i in ids):
+            raise UserError(f"prompt token ids must be integers in [0, {self.vocab_size})")
+        if len(ids) > self.context:
+            raise UserError(f"prompt is {len(ids)} tokens; the model's context is {self.context}")
+        return ids
+
+    # -- the request API --------------------------------------------------------------------
+
+    def submit(self, prompt: str | list[int], params: SamplingParams, sink: Callable[[Event], None],
+               prompt_logprobs: bool = False) -> Request:
+        """Queue a request whose events go to `sink` (called on the scheduler thread)."""
+        params.validate()
+        request = Request(self.prompt_ids(prompt), params, self.tokenizer, self.stop_ids,
+                          self.vocab_size, sink, prompt_logprobs=prompt_logprobs)
+        self.scheduler.submit(request)
+        return request
+
+    def events(self, prompt: str | list[int], params: SamplingParams,
+               prompt_logprobs: bool = False) -> Iterator[Event]:
+        """Events of one request; closing the iterator early cancels the request."""
+        inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        request = self.submit(prompt, params, inbox.put, prompt_logprobs)
+        try:
+            while True:
+                event = inbox.get()
+                if isinstance(event, Failed):
+                    raise event.error
+                yield event
+                if isinstance(event, Done):
+                    return
+        finally:
+            request.cancel()
+
+    def generate(self, prompt: str | list[int], **kw) -> GenerationResult:
+        """Complete `prompt`; keyword arguments are the fields of `SamplingParams`."""
+        params = SamplingParams(**_normalize(kw))
+        result = None
+        for event in self.events(prompt, params, prompt_logprobs=params.echo and params.logprobs):
+            if isinstance(event, Done):
+                result = event.result
+        if params.echo:
+            prompt_text = prompt if isinstance(prompt, str) else self.decode(result.prompt_token_ids)
+            result.text = prompt_text + result.text
+        return result
+
+    def stream(self, prompt: str | list[int], **kw) -> Iterator[str]:
+        """Yield the completion's text as it is generated (whole characters only)."""
+        params = SamplingParams(**_normalize(kw))
+        if params.echo:
+            yield prompt if isinstance(prompt, str) else self.decode(self.prompt_ids(prompt))
+        for event in self.events(prompt, params):
+            if isinstance(event, Delta) and event.text:
+                yield event.text
+
+    def chat(self, messages: list[dict], **kw) -> GenerationResult:
+        return self.generate(self.apply_chat_template(messages), **kw)
+
+    def chat_stream(self, messages: list[dict], **kw) -> Iterator[str]:
+        return self.stream(self.apply_chat_template(messages), **kw)
+
+    def prompt_logprobs(self, token_ids: list[int]) -> list[float | None]:
+        """Log-probability of each prompt token given the ones before it; the first is None."""
+        result = self.generate(token_ids, max_tokens=0, logprobs=True, echo=True)
+        return [None] + [lp.logprob for lp in result.prompt_logprobs[1:]]
+
+
+def _normalize(kw: dict) -> dict:
+    """Accept a stop list (or one string) and unknown-keyword errors phrased for people."""
+    allowed = SamplingParams.__dataclass_fields__
+    unknown = sorted(set(kw) - set(allowed))
+    if unknown:
+        raise UserError(f"unknown generation option {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    stop = kw.get("stop")
+    if stop is None:
+        kw["stop"] = ()
+    elif isinstance(stop, str):
+        kw["stop"] = (stop,)
+    else:
+        kw["stop"] = tuple(stop)
+    return kw

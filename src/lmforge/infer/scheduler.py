@@ -1,0 +1,171 @@
+"""Continuous batching: one thread runs the model for every request in flight.
+
+Each iteration of the loop
+  1. drops cancelled requests,
+  2. prefills one chunk (at most `prefill_chunk` tokens) of the oldest waiting prompt,
+  3. runs one batched decode step for every sequence that is generating.
+Requests join after their prefill and leave as soon as they finish, so a long
+prompt delays the others by one chunk per step, never by its whole length.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import torch
+
+from lmforge.infer.cache import DecodeView, PrefillView, SlotCache
+from lmforge.infer.request import Request
+from lmforge.infer.sampling import sample
+from lmforge.models.transformer import Transformer
+
+
+class Scheduler:
+    def __init__(self, model: Transformer, *, max_batch: int = 16, prefill_chunk: int = 256):
+        self.model = model
+        self.context = model.cfg.max_seq_len
+        self.max_batch = max_batch
+        self.prefill_chunk = prefill_chunk
+        param = next(model.parameters())
+        self.device = param.device
+        self.cache = SlotCache(model.cfg, max_batch, self.context, param.dtype, param.device)
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.prefilling: Request | None = None
+        self.running: list[Request] = []       # running[i] owns cache row i
+        self.cond = threading.Condition()
+        self.closed = False
+        self.thread = threading.Thread(target=self._loop, name="lmforge-scheduler", daemon=True)
+        self.thread.start()
+
+    # -- public -------------------------------------------------------------------------
+
+    def submit(self, request: Request) -> None:
+        with self.cond:
+            if self.closed:
+                raise RuntimeError("the engine is closed")
+            self.waiting.append(request)
+            self.cond.notify()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        self.thread.join(timeout=10)
+
+    @property
+    def occupancy(self) -> int:
+        return len(self.running)
+
+    @property
+    def queued(self) -> int:
+        return len(self.waiting) + (self.prefilling is not None)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self.cond:
+                    while not (self.waiting or self.prefilling or self.running or self.closed):
+                        self.cond.wait()
+                    if self.closed:
+                        break
+                    if self.prefilling is None and self.waiting and len(self.running) < self.max_batch:
+                        self.prefilling = self.waiting.popleft()
+                self._step()
+        for r in [*self.waiting, *self.running, *([self.prefilling] if self.prefilling else [])]:
+            r.fail(RuntimeError("the engine was closed"))
+
+    def _step(self) -> None:
+        for r in [r for r in self.running if r.cancelled]:
+            self._retire(r, "cancelled")
+        if self.prefilling is not None and self.prefilling.cancelled:
+            self.prefilling.finish("cancelled")
+            self.prefilling = None
+        try:
+            if self.prefilling is not None:
+                self._prefill_chunk(self.prefilling)
+        except Exception as e:   # a failure belongs to that request, not to the server
+            self.prefilling.fail(e)
+            self.prefilling = None
+        if self.running:
+            try:
+                self._decode_step()
+            except Exception as e:
+                for r in list(self.running):
+                    r.fail(e)
+                self.running.clear()
+
+    def _prefill_chunk(self, r: Request) -> None:
+        start = r.cached
+        end = min(len(r.prompt_ids), start + self.prefill_chunk)
+        ids = torch.tensor([r.prompt_ids[start:end]], device=self.device)
+        positions = torch.arange(start, end, device=self.device).unsqueeze(0)
+        hidden = self.model(ids, positions, None, PrefillView(self.cache, start), return_hidden=True)[0]
+        r.cached = end
+        if r.want_prompt_logprobs:
+            self._record_prompt_logprobs(r, hidden, start, end)
+        if end < len(r.prompt_ids):
+            return
+        self.prefilling = None
+        if r.params.max_tokens == 0 or len(r.prompt_ids) >= self.context:
+            r.finish("length")
+            return
+        logits = self.model.logits(hidden[-1:]).float()
+        row = len(self.running)
+        self.cache.move(self.cache.prefill_row, row, r.cached)
+        self.running.append(r)
+        self._emit(logits, [r])
+
+    def _record_prompt_logprobs(self, r: Request, hidden: torch.Tensor, start: int, end: int) -> None:
+        # position i predicts token i + 1: this chunk scores prompt[start + 1 : end + 1]
+        targets = r.prompt_ids[start + 1:end + 1]
+        if not targets:
+            return
+        logprobs = torch.log_softmax(self.model.logits(hidden[:len(targets)]).float(), dim=-1)
+        chosen = logprobs.gather(1, torch.tensor(targets, device=logprobs.device).unsqueeze(1))[:, 0]
+        top_lps, top_ids = (logprobs.topk(r.top_n, dim=-1) if r.top_n else (None, None))
+        for i, (tid, lp) in enumerate(zip(targets, chosen.tolist())):
+            top = ((top_ids[i].tolist(), top_lps[i].tolist()) if r.top_n else ([], []))
+            r.prompt_logprobs.append(r.make_logprob(tid, lp, *top))
+
+    def _decode_step(self) -> None:
+        batch = self.running
+        ids = torch.tensor([[r.token_ids[-1]] for r in batch], device=self.device)
+        pos = torch.tensor([r.cached for r in batch], device=self.device)
+        span = int(pos.max()) + 1
+        # one row needs no mask: it attends over exactly its own keys
+        mask = None if len(batch) == 1 else (
+            torch.arange(span, device=self.device) <= pos.unsqueeze(1))[:, None, None, :]
+        logits = self.model(ids, pos.unsqueeze(1), mask, DecodeView(self.cache, pos, span))[:, 0].float()
+        for r in batch:
+            r.cached += 1
+        self._emit(logits, list(batch))
+
+    def _emit(self, logits: torch.Tensor, batch: list[Request]) -> None:
+        """Sample one token per row of `logits` and hand it to its request."""
+        simple = all(r.params.greedy and r.penalties is None for r in batch)
+        chosen = logits.argmax(-1).tolist() if simple else [
+            sample(logits[i], r.params, r.generator, r.penalties) for i, r in enumerate(batch)]
+        logprobs = None
+        if any(r.wants_logprobs for r in batch):
+            logprobs = torch.log_softmax(logits, dim=-1)
+        for i, (r, tid) in enumerate(zip(batch, chosen)):
+            info = None
+            if r.wants_logprobs:
+                lp = logprobs[i]
+                top_lps, top_ids = lp.topk(r.top_n) if r.top_n else (lp[:0], lp[:0].long())
+                info = r.make_logprob(tid, float(lp[tid]), top_ids.tolist(), top_lps.tolist())
+            if r.accept(tid, self.context, info):
+                self._retire(r, None)
+
+    def _retire(self, r: Request, reason: str | None) -> None:
+        row = self.running.index(r)
+        last = len(self.running) - 1
+        if row != last:   # keep rows dense: the last sequence takes the freed row
+            moved = self.running[last]
+            self.cache.move(last, row, moved.cached)
+            self.running[row] = moved
+        self.running.pop()
+        r.finish(reason)

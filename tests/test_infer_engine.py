@@ -1,0 +1,163 @@
+"""Engine correctness: greedy decoding, batching, sampling, stop strings, logprobs, limits."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from lmforge.errors import UserError
+from lmforge.infer.engine import Engine
+from lmforge.infer.tiny import make_tiny_run
+
+GREEDY = dict(temperature=0, ignore_eos=True)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_tiny_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def engine(run):
+    e = Engine.from_run(run, max_batch=4, prefill_chunk=16)
+    yield e
+    e.close()
+
+
+def full_forward_logits(engine, ids):
+    with torch.inference_mode():
+        return engine.model(torch.tensor([ids]))[0].float()
+
+
+def test_greedy_matches_full_recomputation(engine):
+    prompt = engine.encode("The json module")
+    result = engine.generate(prompt, max_tokens=24, **GREEDY)
+    assert result.completion_tokens == 24 and result.finish_reason == "length"
+    seq = list(prompt)
+    for tid in result.token_ids:
+        assert int(full_forward_logits(engine, seq)[-1].argmax()) == tid
+        seq.append(tid)
+
+
+def test_chunked_prefill_matches_single_pass(run, engine):
+    prompt = engine.encode("A long prompt, " * 12)[:80]   # five 16-token chunks
+    assert len(prompt) > 40
+    whole = Engine.from_run(run, prefill_chunk=1024)
+    try:
+        assert whole.generate(prompt, max_tokens=12, **GREEDY).token_ids == \
+            engine.generate(prompt, max_tokens=12, **GREEDY).token_ids
+    finally:
+        whole.close()
+
+
+def test_concurrent_requests_match_sequential(engine):
+    prompts = ["Hello there", "pathlib offers classes", "Threads are", "collections", "naïve café", "x"]
+    options = [dict(GREEDY), dict(temperature=0.9, seed=5, ignore_eos=True), dict(GREEDY, stop=["e"])]
+    jobs = [(p, options[i % 3], 8 + 3 * i) for i, p in enumerate(prompts)]
+    expected = [engine.generate(p, max_tokens=n, **o) for p, o, n in jobs]
+    results = [None] * len(jobs)
+
+    def work(i):
+        p, o, n = jobs[i]
+        results[i] = engine.generate(p, max_tokens=n, **o)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for got, want in zip(results, expected):
+        assert got.token_ids == want.token_ids and got.text == want.text
+    assert engine.scheduler.occupancy == 0
+
+
+def test_seed_reproducible_and_sampling_options(engine):
+    kw = dict(max_tokens=20, temperature=1.2, top_k=50, top_p=0.9, min_p=0.02, repetition_penalty=1.3,
+              frequency_penalty=0.5, presence_penalty=0.3, ignore_eos=True)
+    a = engine.generate("Seeded", seed=123, **kw)
+    b = engine.generate("Seeded", seed=123, **kw)
+    c = engine.generate("Seeded", seed=124, **kw)
+    assert a.token_ids == b.token_ids and a.token_ids != c.token_ids
+
+
+def test_top_k_one_is_greedy(engine):
+    greedy = engine.generate("Top k", max_tokens=10, **GREEDY)
+    assert engine.generate("Top k", max_tokens=10, top_k=1, seed=9, ignore_eos=True).token_ids == greedy.token_ids
+
+
+def test_stop_string_spanning_tokens(engine):
+    full = engine.generate("Stop strings", max_tokens=30, **GREEDY)
+    pieces = [engine.decode([t]) for t in full.token_ids]
+    # a stop string made of the end of one token and the start of the next
+    i = next(i for i in range(3, len(pieces) - 1) if pieces[i] and pieces[i + 1])
+    stop = pieces[i][-1] + pieces[i + 1][0]
+    cut = full.text.find(stop)
+    result = engine.generate("Stop strings", max_tokens=30, stop=[stop], **GREEDY)
+    assert result.finish_reason == "stop" and result.text == full.text[:cut]
+    streamed = "".join(engine.stream("Stop strings", max_tokens=30, stop=[stop], **GREEDY))
+    assert streamed == result.text
+
+
+def test_stream_is_utf8_safe_and_equals_generate(engine):
+    kw = dict(max_tokens=40, temperature=1.0, seed=3, ignore_eos=True)
+    pieces = list(engine.stream("日本語 🙂", **kw))
+    assert "".join(pieces) == engine.generate("日本語 🙂", **kw).text
+    prompt = engine.encode("emoji 🙂🚀 Ελληνικά")
+    from lmforge.infer.detokenize import IncrementalDecoder
+    dec = IncrementalDecoder(engine.tokenizer)
+    out = [dec.push(t) for t in prompt]
+    assert all("\ufffd" not in piece for piece in out)
+    assert "".join(out) + dec.flush() == engine.decode(prompt)
+
+
+def test_logprobs_equal_log_softmax(engine):
+    prompt = engine.encode("Log probabilities")
+    result = engine.generate(prompt, max_tokens=6, temperature=0.7, seed=1, logprobs=True,
+                             top_logprobs=3, ignore_eos=True)
+    seq = list(prompt)
+    for lp in result.logprobs:
+        ref = torch.log_softmax(full_forward_logits(engine, seq)[-1], -1)
+        assert lp.logprob == pytest.approx(float(ref[lp.token_id]), abs=1e-4)
+        assert [v for _, v in lp.top] == pytest.approx(ref.topk(3).values.tolist(), abs=1e-4)
+        seq.append(lp.token_id)
+
+
+def test_prompt_logprobs_and_echo(engine):
+    prompt = engine.encode("Echo the prompt and score every token of it, " * 3)[:100]
+    ref = torch.log_softmax(full_forward_logits(engine, prompt), -1)
+    want = [float(ref[i, prompt[i + 1]]) for i in range(len(prompt) - 1)]
+    got = engine.prompt_logprobs(prompt)
+    assert got[0] is None and got[1:] == pytest.approx(want, abs=1e-4)
+    echoed = engine.generate("Echo me", max_tokens=0, echo=True)
+    assert echoed.text == "Echo me" and echoed.completion_tokens == 0
+
+
+def test_context_limits(engine):
+    ctx = engine.context
+    with pytest.raises(UserError, match=f"prompt is {ctx + 1} tokens; the model's context is {ctx}"):
+        engine.generate([5] * (ctx + 1))
+    result = engine.generate([5] * (ctx - 3), max_tokens=50, **GREEDY)
+    assert result.finish_reason == "length" and result.completion_tokens == 3
+    with pytest.raises(UserError, match="max_tokens"):
+        engine.generate("x", max_tokens=-1)
+    with pytest.raises(UserError, match="unknown generation option"):
+        engine.generate("x", temprature=1)
+
+
+def test_closing_a_stream_cancels_the_request(engine):
+    it = engine.stream("Cancel me", max_tokens=100, **GREEDY)
+    next(it)
+    it.close()
+    engine.generate("after", max_tokens=2)   # one scheduler step later the cancelled one is gone
+    assert engine.scheduler.occupancy == 0
+
+
+def test_chat_uses_template(engine):
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    ids = engine.apply_chat_template(msgs)
+    text = engine.decode(ids, skip_special_tokens=False)
+    assert text == "<|bos|><|system|>\nBe brief.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\n"
+    assert engine.chat(msgs, max_tokens=5, **GREEDY).prompt_tokens == len(ids)
+    with pytest.raises(UserError, match="messages"):
+        engine.chat([{"role": "wizard", "content": "x"}])
