@@ -1,0 +1,115 @@
+"""Personal data and secrets -> typed placeholders (<EMAIL>, <PHONE>, ...).
+
+Each kind is a regular expression plus, where one exists, a checksum or parser that
+rejects look-alikes (Luhn for cards, mod-97 for IBANs, the ipaddress module for IPs), so
+version numbers and ordinary digits survive. Only public IP addresses are redacted:
+127.0.0.1 or 192.168.0.1 in documentation identify no one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from lmforge.data.config import PiiConfig
+from lmforge.data.steps import Record, Step
+
+PLACEHOLDERS = {"email": "<EMAIL>", "phone": "<PHONE>", "ip": "<IP_ADDRESS>",
+                "credit_card": "<CREDIT_CARD>", "iban": "<IBAN>", "secret": "<SECRET>"}
+
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
+# International (+CC, digit groups split by spaces or dashes) or North-American style numbers with separators; 7-15 digits checked below.
+_PHONE = re.compile(r"(?<![\w+.])(?:\+\d{1,3}[ -]?(?:\(\d{1,4}\)[ -]?)?\d{1,4}(?:[ -]?\d{2,4}){1,4}"
+                    r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4})(?![\w-]|\.\d)")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
+_IPV6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*::?[0-9A-Fa-f]*:)[0-9A-Fa-f:]{3,39}(?![\w:])")
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_SECRET = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
+    r"|\bAKIA[0-9A-Z]{16}\b"                              # AWS access key id
+    r"|\bgh[pousr]_[A-Za-z0-9]{36,}\b"                    # GitHub tokens
+    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}\b"                  # Slack tokens
+    r"|\bAIza[0-9A-Za-z_-]{35}\b"                         # Google API keys
+    r"|\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"               # OpenAI-style keys
+    r"|\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"   # JWTs
+    r"|(?i:(?<=api_key=)|(?<=api-key: )|(?<=secret=)|(?<=token=)|(?<=password=))[A-Za-z0-9_\-/+]{16,}")
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _card_ok(m: re.Match) -> bool:
+    digits = re.sub(r"\D", "", m.group())
+    # Issuer prefixes: Amex 34/37, Visa 4, Mastercard 2/5, Discover/UnionPay 6.
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn(digits)
+
+
+def _iban_ok(m: re.Match) -> bool:
+    s = m.group().replace(" ", "")
+    if not 15 <= len(s) <= 34:
+        return False
+    moved = s[4:] + s[:4]
+    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
+
+
+def _phone_ok(m: re.Match) -> bool:
+    return 7 <= sum(ch.isdigit() for ch in m.group()) <= 15
+
+
+def _public_ip(m: re.Match) -> bool:
+    s = m.group()
+    if ":" in s and sum(ch != ":" for ch in s) < 6:
+        return False     # 'a::b', 'de::f': C++ scopes and the like, not addresses people use
+    try:
+        return ipaddress.ip_address(s).is_global
+    except ValueError:
+        return False
+
+
+# Order matters: secrets and cards before phones, so a card number is not half-read as a phone.
+_RULES = [("secret", _SECRET, None), ("email", _EMAIL, None), ("iban", _IBAN, _iban_ok),
+          ("credit_card", _CARD, _card_ok), ("ip", _IPV6, _public_ip), ("ip", _IPV4, _public_ip),
+          ("phone", _PHONE, _phone_ok)]
+
+
+def redact(text: str, kinds: list[str]) -> tuple[str, dict[str, int]]:
+    """Replace every detected item with its placeholder; return (text, hits per kind)."""
+    hits: dict[str, int] = {}
+    for kind, pattern, check in _RULES:
+        if kind not in kinds:
+            continue
+
+        def sub(m: re.Match, kind=kind, check=check) -> str:
+            if check is not None and not check(m):
+                return m.group()
+            hits[kind] = hits.get(kind, 0) + 1
+            return PLACEHOLDERS[kind]
+
+        text = pattern.sub(sub, text)
+    return text, hits
+
+
+class Pii(Step):
+    name = "pii"
+
+    def __init__(self, cfg: PiiConfig):
+        self.cfg = cfg
+
+    def apply(self, doc, rec: Record):
+        text, hits = redact(doc.text, self.cfg.kinds)
+        for kind, n in hits.items():
+            rec.count(kind, n)
+        total = sum(hits.values())
+        if self.cfg.max_hits and total > self.cfg.max_hits:
+            rec.reason = f"{total} PII items > max_hits {self.cfg.max_hits}"
+            return None
+        doc.text = text
+        return doc

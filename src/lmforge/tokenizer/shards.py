@@ -1,0 +1,90 @@
+"""Encode cleaned documents into flat token files (train.bin, val.bin) that training memory-maps.
+
+Each document becomes [BOS] + ids + [EOS]. The split is by document, fixed by the seed,
+and always holds out at least one validation document. Documents are encoded in batches
+with `Tokenizer.encode_batch_fast`, which runs on all cores in Rust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from lmforge.atomic import atomic_path, write_json
+from lmforge.errors import UserError
+from lmforge.progress import bar
+from lmforge.tokenizer.load import load_tokenizer, special_ids, tokenizer_file
+from lmforge.tokenizer.train import iter_texts
+
+_BATCH_DOCS = 512
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            n += block.count(b"\n")
+    return n
+
+
+def _validation_indices(n_docs: int, val_fraction: float, seed: int) -> np.ndarray:
+    """A sorted random subset of document indices: at least one, at most n_docs - 1."""
+    n_val = min(n_docs - 1, max(1, round(n_docs * val_fraction)))
+    return np.sort(np.random.default_rng(seed).choice(n_docs, size=n_val, replace=False))
+
+
+def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, val_fraction: float,
+                  seed: int, workers: int | None = None) -> dict:
+    """Write train.bin, val.bin, val.txt and meta.json to `out_dir`; return the meta dict."""
+    if workers:
+        # Size of the Rust thread pool; read once, when the first batch is encoded.
+        os.environ.setdefault("RAYON_NUM_THREADS", str(workers))
+    documents_path, out_dir = Path(documents_path), Path(out_dir)
+    tok = load_tokenizer(tokenizer_dir)
+    ids = special_ids(tok)
+    vocab = tok.get_vocab_size()
+    dtype = np.uint16 if vocab <= 65535 else np.uint32
+    n_docs = _count_lines(documents_path) if documents_path.is_file() else 0
+    if n_docs < 2:
+        raise UserError(f"{documents_path}: need at least 2 documents to split train/validation, "
+                        f"found {n_docs}")
+    is_val = np.zeros(n_docs, dtype=bool)
+    is_val[_validation_indices(n_docs, val_fraction, seed)] = True
+    bos, eos = ids["bos"], ids["eos"]
+    counts = {"train_tokens": 0, "val_tokens": 0, "train_docs": 0, "val_docs": 0,
+              "train_bytes": 0, "val_bytes": 0}
+
+    texts = iter_texts(documents_path)
+    progress = bar(total=n_docs, desc="encode", unit="doc")
+    with atomic_path(out_dir / "train.bin") as train_tmp, atomic_path(out_dir / "val.bin") as val_tmp, \
+            atomic_path(out_dir / "val.txt") as txt_tmp, open(train_tmp, "wb") as train_f, \
+            open(val_tmp, "wb") as val_f, open(txt_tmp, "w", encoding="utf-8", newline="") as txt_f:
+        index = 0
+        while batch := list(islice(texts, _BATCH_DOCS)):
+            encoded = tok.encode_batch_fast(batch, add_special_tokens=False)
+            for text, enc in zip(batch, encoded):
+                split = "val" if is_val[index] else "train"
+                arr = np.empty(len(enc.ids) + 2, dtype=dtype)
+                arr[0], arr[-1] = bos, eos
+                arr[1:-1] = enc.ids
+                (val_f if split == "val" else train_f).write(arr.tobytes())
+                if split == "val":
+                    txt_f.write(("\n\n" if counts["val_docs"] else "") + text)
+                counts[f"{split}_tokens"] += len(arr)
+                counts[f"{split}_docs"] += 1
+                counts[f"{split}_bytes"] += len(text.encode("utf-8"))
+                index += 1
+            progress.update(len(batch))
+        progress.close()
+
+    meta = {"dtype": np.dtype(dtype).name, "vocab_size": vocab, "bos_id": bos, "eos_id": eos,
+            "pad_id": ids["pad"], **counts, "seed": seed, "val_fraction": val_fraction,
+            "tokenizer_sha256": hashlib.sha256(tokenizer_file(tokenizer_dir).read_bytes()).hexdigest(),
+            "documents": str(documents_path)}
+    write_json(out_dir / "meta.json", meta)
+    return meta

@@ -1,0 +1,140 @@
+"""Train a tokenizer (BPE, WordPiece, Unigram or character-level) with Hugging Face `tokenizers`
+and save it so that `transformers.AutoTokenizer.from_pretrained(out_dir)` loads it.
+
+Byte-level BPE and the character tokenizer decode back to exactly the input text.
+WordPiece follows BERT (its [CLS]/[SEP]/[PAD]/[MASK] are our <|bos|>/<|eos|>/<|pad|>/<|mask|>)
+and Unigram follows SentencePiece; both lose some spacing on decode.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from lmforge.atomic import write_json, write_text
+from lmforge.errors import UserError
+from lmforge.progress import bar
+from lmforge.tokenizer.config import TokenizerConfig
+from lmforge.tokenizer.load import load_tokenizer
+from lmforge.tokenizer.specials import BOS, CHAT_TEMPLATE, EOS, MASK, PAD, SPECIAL_TOKENS, UNK
+
+# GPT-4's (cl100k) pre-tokenisation: contractions, words with one leading non-letter, numbers of up
+# to 3 digits, punctuation runs, newlines, spaces; tokens never cross these boundaries.
+GPT4_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+              r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def iter_texts(documents_path: Path, max_bytes: int = 0) -> Iterator[str]:
+    """Texts of documents.jsonl, streamed; stops after max_bytes of text when max_bytes > 0."""
+    documents_path = Path(documents_path)
+    if not documents_path.is_file():
+        raise UserError(f"documents not found: {documents_path} (run `lmforge data` first)")
+    seen = 0
+    with open(documents_path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                text = json.loads(line)["text"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f"{documents_path} line {n}: not a JSON object with a 'text' field") from None
+            yield text
+            seen += len(text)
+            if max_bytes and seen >= max_bytes:
+                return
+
+
+def _bpe(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
+    tok = Tokenizer(models.BPE())
+    splits = [pre_tokenizers.Digits(individual_digits=True)] if cfg.split_digits else []
+    if cfg.pretokenizer == "gpt4":
+        splits += [pre_tokenizers.Split(Regex(GPT4_SPLIT), behavior="isolated"),
+                   pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    else:
+        splits += [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
+    tok.pre_tokenizer = pre_tokenizers.Sequence(splits)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                  special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    return tok, trainer
+
+
+def _wordpiece(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
+    tok = Tokenizer(models.WordPiece(unk_token=UNK))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, clean_text=True)
+    splits = [pre_tokenizers.BertPreTokenizer()]
+    if cfg.split_digits:
+        splits.append(pre_tokenizers.Digits(individual_digits=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(splits)
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
+                                        special_tokens=SPECIAL_TOKENS + [UNK], show_progress=False)
+    return tok, trainer
+
+
+def _unigram(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
+    tok = Tokenizer(models.Unigram())
+    splits = [pre_tokenizers.Metaspace()]
+    if cfg.split_digits:
+        splits.append(pre_tokenizers.Digits(individual_digits=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(splits)
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=cfg.vocab_size, special_tokens=SPECIAL_TOKENS + [UNK],
+                                      unk_token=UNK, show_progress=False)
+    return tok, trainer
+
+
+def _char(texts: Iterator[str]) -> Tokenizer:
+    chars: set[str] = set()
+    for text in texts:
+        chars.update(text)
+    vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS + [UNK] + sorted(chars))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")   # every character
+    tok.decoder = decoders.Fuse()                                                     # joined as they are
+    return tok
+
+
+def train_tokenizer(cfg: TokenizerConfig, documents_path: Path, out_dir: Path) -> Tokenizer:
+    """Train (or copy `cfg.path`) and save tokenizer.json, tokenizer_config.json,
+    special_tokens_map.json and chat_template.jinja in `out_dir`."""
+    out_dir = Path(out_dir)
+    if cfg.path:
+        tok = load_tokenizer(Path(cfg.path))
+        tok.add_special_tokens(SPECIAL_TOKENS)     # only the missing ones are added
+    else:
+        texts = bar(iter_texts(documents_path, int(cfg.max_train_mb * 1e6)), desc=f"tokenizer ({cfg.kind})",
+                    unit="doc")
+        if cfg.kind == "char":
+            tok = _char(texts)
+        else:
+            tok, trainer = {"bpe": _bpe, "wordpiece": _wordpiece, "unigram": _unigram}[cfg.kind](cfg)
+            tok.train_from_iterator(texts, trainer=trainer)
+        if cfg.kind == "wordpiece":
+            # BERT's "[CLS] A [SEP]" and "[CLS] A [SEP] B [SEP]" with our tokens.
+            tok.post_processor = processors.TemplateProcessing(
+                single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B:1 {EOS}:1",
+                special_tokens=[(BOS, tok.token_to_id(BOS)), (EOS, tok.token_to_id(EOS))])
+    if tok.get_vocab_size() <= len(SPECIAL_TOKENS) + 1:
+        raise UserError(f"{documents_path}: no text to train the tokenizer on")
+    save_tokenizer(tok, out_dir, cfg)
+    return tok
+
+
+def save_tokenizer(tok: Tokenizer, out_dir: Path, cfg: TokenizerConfig) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "tokenizer.json", tok.to_str(pretty=True))
+    specials = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD, "mask_token": MASK,
+                "additional_special_tokens": SPECIAL_TOKENS[4:]}
+    if tok.token_to_id(UNK) is not None:
+        specials["unk_token"] = UNK
+    if cfg.kind == "wordpiece":
+        specials.update(cls_token=BOS, sep_token=EOS)
+    write_json(out_dir / "special_tokens_map.json", specials)
+    write_json(out_dir / "tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast", **specials,
+        "model_max_length": cfg.model_max_length, "clean_up_tokenization_spaces": False,
+        "chat_template": CHAT_TEMPLATE, "lmforge_kind": cfg.kind})
+    write_text(out_dir / "chat_template.jinja", CHAT_TEMPLATE)
