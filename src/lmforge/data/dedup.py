@@ -87,7 +87,8 @@ class MinHashDedup(GlobalStep):
         words = _WORD.findall(doc.text.lower())
         n = self.cfg.ngram
         shingles = [" ".join(words[i:i + n]).encode() for i in range(max(1, len(words) - n + 1))]
-        m = MinHash(num_perm=self.num_perm, seed=self.seed, permutations=self.template.permutations)
+        m = MinHash(num_perm=self.num_perm, seed=self.seed, permutations=self.template.permutations,
+                    scheme=self.template.scheme)
         m.update_batch(shingles)
         rec.key = (doc.id, m.hashvalues.astype(np.uint64))
         return doc
@@ -95,13 +96,13 @@ class MinHashDedup(GlobalStep):
     def decide(self, key, doc):
         from datasketch import LeanMinHash
         doc_id, hashvalues = key
-        m = LeanMinHash(seed=self.seed, hashvalues=hashvalues)
+        m = LeanMinHash(seed=self.seed, hashvalues=hashvalues, scheme=self.template.scheme)
         similar = self.lsh.query(m)
         if similar:
             first = min(similar)
             self.cluster_of[first] += 1
             return f"near duplicate of {first}"
-        self.lsh.insert(doc_id, m)
+        self.lsh.insert(doc_id, m, check_duplication=False)
         return None
 
     def summary(self) -> dict:

@@ -68,7 +68,7 @@ class Nlp(Step):
     def apply(self, doc, rec: Record):
         text = _WORD.sub(self._word, doc.text)
         if self.cfg.remove_stop_words:
-            text = re.sub(r"[ \t]{2,}", " ", text)
+            text = re.sub(r"[ \t]{2,}", " ", text).strip()
         if text != doc.text:
             rec.count("docs_changed")
         doc.text = text

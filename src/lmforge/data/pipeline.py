@@ -87,24 +87,36 @@ def fingerprint(cfg: DataConfig, shard: tuple[int, int] | None, seed: int) -> st
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _results(tasks: list[tuple[int, str]], cfg: DataConfig, seed: int,
-             workers: int) -> Iterator[list[tuple]]:
-    """Unit results in input order, from a process pool that never runs far ahead of the reader."""
+def _results(tasks: list[tuple[int, str]], cfg: DataConfig, seed: int, workers: int,
+             full: set[int]) -> Iterator[list[tuple]]:
+    """Unit results in input order, from a process pool that never runs far ahead of the reader.
+    Units of the sources in `full` (max_docs reached; the caller adds to it) are not read."""
     if workers <= 1 or len(tasks) <= 1:
         _init_worker(cfg, seed)
-        yield from map(_process_unit, tasks)
+        yield from (_process_unit(t) for t in tasks if t[0] not in full)
         return
-    slots = threading.BoundedSemaphore(4 * workers)
+    slots = threading.Semaphore(4 * workers)
+    stopped = threading.Event()
 
     def feed():
         for task in tasks:
+            if task[0] in full:
+                continue
             slots.acquire()
+            if stopped.is_set():
+                return
             yield task
 
     with multiprocessing.get_context().Pool(workers, _init_worker, (cfg, seed)) as pool:
-        for result in pool.imap(_process_unit, feed()):
-            slots.release()
-            yield result
+        try:
+            for result in pool.imap(_process_unit, feed()):
+                slots.release()
+                yield result
+        finally:
+            # Unblock the feeder if we stop early (an error), so the pool can shut down.
+            stopped.set()
+            for _ in range(4 * workers + 1):
+                slots.release()
 
 
 def run_pipeline(cfg: DataConfig, out_dir: Path, *, workers: int | None = None,
@@ -144,7 +156,8 @@ def run_pipeline(cfg: DataConfig, out_dir: Path, *, workers: int | None = None,
             open(docs_tmp, "w", encoding="utf-8") as docs_f, \
             open(removed_tmp, "w", encoding="utf-8") as removed_f:
         progress = bar(total=len(tasks), desc="data", unit="input")
-        for unit_result in _results(tasks, cfg, seed, workers):
+        full: set[int] = set()
+        for unit_result in _results(tasks, cfg, seed, workers, full):
             progress.update(1)
             for item in unit_result:
                 if item[0] == "skip":
@@ -159,6 +172,7 @@ def run_pipeline(cfg: DataConfig, out_dir: Path, *, workers: int | None = None,
                 _, src_index, size, doc, trace, reason = item
                 src = per_source[src_index]
                 if cfg.max_docs and src["docs_read"] >= cfg.max_docs:
+                    full.add(src_index)
                     continue
                 src["docs_read"] += 1
                 src["bytes_read"] += size

@@ -1,0 +1,145 @@
+"""Each cleaning step on small real or crafted text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lmforge.data.config import (DataConfig, DecontaminateConfig, LangIdConfig, NlpConfig, NormalizeConfig,
+                                 PiiConfig, QualityConfig)
+from lmforge.data.document import Document
+from lmforge.data.steps import Record
+from lmforge.errors import UserError
+from lmforge.recipe import from_dict
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+UD = SHARED / "ud_sentences"
+needs_ud = pytest.mark.skipif(not UD.is_dir(), reason=f"shared data not found at {UD}")
+
+PROSE = ("The committee met on Tuesday to discuss the budget for the coming year. Members agreed that "
+         "the library should have longer opening hours, and that the park needs new benches. Several "
+         "residents spoke about traffic on the main road, which has grown since the bridge was closed. "
+         "The chair thanked everyone for coming and said that the next meeting will be held in March, "
+         "when the final numbers are known and the council has voted on the plan.")
+
+
+def doc(text: str) -> Document:
+    return Document("id", text, "test", "mem", "", "2024-01-01T00:00:00+00:00")
+
+
+def run(step, text: str):
+    rec = Record()
+    out = step.apply(doc(text), rec)
+    return out, rec
+
+
+def test_normalize_repairs_and_tidies():
+    from lmforge.data.normalize import Normalize
+    raw = b"Caf\xc3\xa9 bad\xff\xfe bytes\r\n\r\n\r\n\r\n\r\n    indented  code\x00\x07   \nend".decode(
+        "utf-8", "surrogateescape")
+    out, rec = run(Normalize(NormalizeConfig()), "Cafe\u0301 " + raw)
+    assert rec.counts["invalid_utf8_bytes"] == 2 and rec.counts["control_chars"] == 2
+    assert out.text.startswith("Café Café bad\ufffd\ufffd bytes\n\n\n    indented code\nend")
+    assert "\r" not in out.text
+
+
+def test_pii_redacts_each_kind_and_keeps_look_alikes():
+    from lmforge.data.pii import Pii
+    text = ("Write to jane.roe@example.org or +44 20 7946 0958. Host 8.8.8.8 and 2001:4860:4860::8888; "
+            "card 4111 1111 1111 1111; IBAN GB82 WEST 1234 5698 7654 32; key AKIAIOSFODNN7EXAMPLE. "
+            "Keep 127.0.0.1, version 3.11.7, 1234 5678 9012 3456, std::move and 3.14159.")
+    out, rec = run(Pii(PiiConfig()), text)
+    for tag in ("<EMAIL>", "<PHONE>", "<IP_ADDRESS>", "<CREDIT_CARD>", "<IBAN>", "<SECRET>"):
+        assert tag in out.text
+    assert rec.counts == {"email": 1, "phone": 1, "ip": 2, "credit_card": 1, "iban": 1, "secret": 1}
+    for kept in ("127.0.0.1", "3.11.7", "1234 5678 9012 3456", "std::move", "3.14159"):
+        assert kept in out.text
+    dropped, rec = run(Pii(PiiConfig(max_hits=3)), text)
+    assert dropped is None and "max_hits" in rec.reason
+
+
+def test_quality_keeps_prose_and_names_the_rule_that_fires():
+    from lmforge.data.quality import Quality
+    step = Quality(QualityConfig())
+    assert run(step, PROSE)[0] is not None
+    out, rec = run(step, "buy now " * 100)
+    assert out is None and rec.reason.startswith("gopher_")
+    out, rec = run(step, PROSE + " #news #sale #deal" * 5)
+    assert out is None and rec.reason.startswith("gopher_symbol_ratio")
+    out, rec = run(Quality(QualityConfig(skip_rules=["gopher_word_count"])), "The cat and the dog.")
+    assert out is not None
+    repeated = "\n".join([PROSE] * 4)
+    assert run(step, repeated)[1].reason.split(":")[0] in ("gopher_dup_lines", "gopher_dup_line_chars")
+
+
+def test_quality_c4_and_fineweb_rules():
+    from lmforge.data.quality import Quality
+    c4 = Quality(QualityConfig(c4=True, gopher=False, gopher_repetition=False, c4_min_sentences=2))
+    page = "Menu\nHome | About\n" + PROSE + "\nPlease enable JavaScript to view this site.\nOur privacy policy applies."
+    out, rec = run(c4, page)
+    assert out is not None and out.text == PROSE and rec.counts["c4_lines_removed"] == 4
+    assert run(c4, PROSE + " Use {braces}.")[1].reason.startswith("c4_curly_bracket")
+    fw = Quality(QualityConfig(fineweb=True, gopher=False, gopher_repetition=False))
+    assert run(fw, PROSE)[0] is not None
+    assert run(fw, "\n".join(["item one", "item two", "item three", "item four"] * 3))[0] is None
+    with pytest.raises(UserError, match="skip_rules"):
+        from_dict(QualityConfig, {"skip_rules": ["gopher_nope"]}, "recipe.data.quality")
+
+
+@needs_ud
+def test_langid_on_six_languages():
+    from lmforge.data.langid import LangId
+    step = LangId(LangIdConfig(allow=[]))
+    for lang in ("en", "de", "fr", "ru", "ja", "zh"):
+        lines = (UD / f"{lang}_{'ewt' if lang == 'en' else 'gsd'}-ud-test.sentences.txt").read_text().splitlines()
+        out, _ = run(step, " ".join(lines[:20]))
+        assert out.meta["language"] == lang
+    out, rec = run(LangId(LangIdConfig(allow=["en"])), " ".join(
+        (UD / "de_gsd-ud-test.sentences.txt").read_text().splitlines()[:10]))
+    assert out is None and "de" in rec.reason
+
+
+def test_exact_and_minhash_decisions():
+    from lmforge.data.config import ExactDedupConfig, MinHashConfig
+    from lmforge.data.dedup import ExactDedup, MinHashDedup
+    exact = ExactDedup(ExactDedupConfig())
+    keys = [run(exact, t)[1].key for t in (PROSE, PROSE, PROSE + ".")]
+    assert [exact.decide(k, doc("x")) for k in keys] == [None, "exact duplicate of an earlier document", None]
+    near = MinHashDedup(MinHashConfig(), seed=0)
+    variant = PROSE.replace("Tuesday", "Wednesday")
+    other = "Completely different words about ships, harbours, sailors and the weather at sea today."
+    decisions = [near.decide(run(near, t)[1].key, None) for t in (PROSE, variant, other)]
+    assert decisions[0] is None and decisions[1].startswith("near duplicate") and decisions[2] is None
+    assert near.summary()["duplicate_clusters"] == 1
+
+
+def test_decontaminate_drops_or_flags(tmp_path):
+    from lmforge.data.decontaminate import Decontaminate
+    evalset = tmp_path / "eval.jsonl"
+    evalset.write_text('{"question": "' + PROSE[:120] + '", "answer": "yes"}\n')
+    out, rec = run(Decontaminate(DecontaminateConfig(files=[str(evalset)])), "Intro. " + PROSE)
+    assert out is None and "13-grams" in rec.reason
+    out, _ = run(Decontaminate(DecontaminateConfig(files=[str(evalset)], action="flag")), PROSE)
+    assert out.meta["contaminated"] is True
+    assert run(Decontaminate(DecontaminateConfig(files=[str(evalset)])), "Short unrelated text.")[0] is not None
+
+
+def test_nlp_options():
+    from lmforge.data.nlp import Nlp
+    text = "The Cats were Running quickly, and the dogs barked."
+    assert run(Nlp(NlpConfig(lowercase=True)), text)[0].text == text.lower()
+    assert run(Nlp(NlpConfig(remove_stop_words=True)), text)[0].text == "Cats Running quickly, dogs barked."
+    assert run(Nlp(NlpConfig(stem=True, lowercase=True)), text)[0].text.startswith("the cat were run quick")
+    assert "cat" in run(Nlp(NlpConfig(lemmatize=True, lowercase=True)), text)[0].text.split()
+
+
+def test_config_defaults_and_validation():
+    cfg = DataConfig()
+    assert cfg.sources[0].kind == "python_docs" and cfg.steps == ["normalize", "exact_dedup", "pii"]
+    with pytest.raises(UserError, match="did you mean 'ngram'"):
+        from_dict(DataConfig, {"minhash": {"ngrams": 5}}, "recipe.data")
+    with pytest.raises(UserError, match="steps"):
+        from_dict(DataConfig, {"steps": ["normalize", "dedupe"]}, "recipe.data")
+    with pytest.raises(UserError, match="needs a path"):
+        from_dict(DataConfig, {"sources": [{"kind": "files"}]}, "recipe.data")
