@@ -59,6 +59,11 @@ class Failed:
 Event = Delta | Done | Failed
 
 
+def token_text(tokenizer: Tokenizer, token_id: int) -> str:
+    """How one token is shown in logprobs (special tokens included, partial bytes as U+FFFD)."""
+    return tokenizer.decode([token_id], skip_special_tokens=False)
+
+
 class Request:
     def __init__(self, prompt_ids: list[int], params: SamplingParams, tokenizer: Tokenizer,
                  stop_ids: set[int], vocab_size: int, sink: Callable[[Event], None],
@@ -97,13 +102,10 @@ class Request:
         """Ask the scheduler to drop this request at its next step (client went away, stop button)."""
         self._cancelled.set()
 
-    def token_text(self, token_id: int) -> str:
-        return self.tok.decode([token_id], skip_special_tokens=False)
-
     def make_logprob(self, token_id: int, logprob: float, top_ids: list[int],
                      top_lps: list[float]) -> TokenLogprob:
-        return TokenLogprob(self.token_text(token_id), token_id, logprob,
-                            [(self.token_text(i), lp) for i, lp in zip(top_ids, top_lps)])
+        return TokenLogprob(token_text(self.tok, token_id), token_id, logprob,
+                            [(token_text(self.tok, i), lp) for i, lp in zip(top_ids, top_lps)])
 
     def accept(self, token_id: int, context_len: int, logprob: TokenLogprob | None = None) -> bool:
         """Record a sampled token; return True when the request is finished."""

@@ -1,0 +1,106 @@
+"""Single-stream decode speed of lmforge's engine against Hugging Face `generate`.
+
+Both run the same random weights (our state dict loads into LlamaForCausalLM
+with strict names), the same dtype, greedy, KV cache on, the same number of
+new tokens. Prints one JSON line per model and, last, a summary JSON line.
+
+    python bench/decode.py [--new-tokens 128] [--dtype float32] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from lmforge.infer.engine import Engine, parse_dtype
+from lmforge.infer.tiny import sample_corpus, train_tokenizer
+from lmforge.models.config import ModelConfig
+from lmforge.models.transformer import Transformer
+
+MODELS = {
+    "llama-mini": ModelConfig(preset="llama-mini", vocab_size=4096).resolved(),
+    "llama-30m": ModelConfig(preset="llama-mini", vocab_size=4096, n_layer=8, n_head=8, d_model=512,
+                             max_seq_len=512).resolved(),
+}
+
+
+def hf_twin(model: Transformer) -> LlamaForCausalLM:
+    c = model.cfg
+    hf = LlamaForCausalLM(LlamaConfig(
+        vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.ff_dim,
+        num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, num_key_value_heads=c.kv_heads,
+        max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, rope_theta=c.rope_theta,
+        tie_word_embeddings=c.tie_embeddings, attention_bias=False, mlp_bias=False))
+    hf.load_state_dict(model.state_dict(), strict=True)
+    return hf.to(next(model.parameters()).dtype).eval()
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()   # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench(name: str, cfg: ModelConfig, tokenizer, dtype, new_tokens: int, prompt_len: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = Transformer(cfg).to(dtype).eval()
+    hf = hf_twin(model)
+    engine = Engine(model, tokenizer, max_batch=1, prefill_chunk=cfg.max_seq_len)
+    prompt = torch.randint(0, cfg.vocab_size, (prompt_len,)).tolist()
+    long_prompt = torch.randint(0, cfg.vocab_size, (cfg.max_seq_len - 1,)).tolist()
+    try:
+        ours = engine.generate(prompt, max_tokens=new_tokens, temperature=0, ignore_eos=True)
+        ids = torch.tensor([prompt])
+        with torch.inference_mode():
+            theirs = hf.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                 use_cache=True, pad_token_id=0)[0, prompt_len:].tolist()
+        t_ours = best_time(lambda: engine.generate(prompt, max_tokens=new_tokens, temperature=0,
+                                                   ignore_eos=True), repeats)
+
+        def hf_run():
+            with torch.inference_mode():
+                hf.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                            use_cache=True, pad_token_id=0)
+        t_hf = best_time(hf_run, repeats)
+        t_prefill = best_time(lambda: engine.generate(long_prompt, max_tokens=1, temperature=0), repeats)
+    finally:
+        engine.close()
+    return {
+        "model": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "dtype": str(dtype).removeprefix("torch."), "new_tokens": new_tokens,
+        "lmforge_tokens_per_s": round(new_tokens / t_ours, 1), "hf_tokens_per_s": round(new_tokens / t_hf, 1),
+        "ratio": round(t_hf / t_ours, 2), "prefill_tokens_per_s": round(len(long_prompt) / t_prefill, 1),
+        "same_tokens_as_hf": ours.token_ids == theirs,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--prompt-len", type=int, default=32)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--models", default=",".join(MODELS))
+    args = ap.parse_args()
+    tokenizer = train_tokenizer(sample_corpus(), 4096)
+    rows = []
+    for name in args.models.split(","):
+        rows.append(bench(name, MODELS[name], tokenizer, parse_dtype(args.dtype), args.new_tokens,
+                          args.prompt_len, args.repeats))
+        print(json.dumps(rows[-1]), flush=True)
+    first = rows[0]
+    print(json.dumps({"lmforge_tokens_per_s": first["lmforge_tokens_per_s"],
+                      "hf_tokens_per_s": first["hf_tokens_per_s"], "ratio": first["ratio"],
+                      "min_ratio": min(r["ratio"] for r in rows), "models": rows}))
+
+
+if __name__ == "__main__":
+    main()

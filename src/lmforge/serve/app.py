@@ -1,0 +1,145 @@
+"""The lmforge server: an OpenAI-compatible API, a web chat, metrics and an audit log.
+
+    create_app("runs/quickstart", api_key="secret")   # -> FastAPI app (for uvicorn or tests)
+    serve("runs/quickstart", host="127.0.0.1", port=8000)
+
+A model given by path loads in the background: `/health` answers 503 until it
+is ready, then 200. Without an API key the server only binds to loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import threading
+from importlib import resources
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from lmforge.errors import UserError
+from lmforge.infer.engine import Engine
+from lmforge.serve import openai_api, sagemaker
+from lmforge.serve.audit import AuditLog
+from lmforge.serve.errors import install_handlers
+from lmforge.serve.limits import Guard, resolve_keys
+from lmforge.serve.metrics import Metrics
+from lmforge.serve.openai_api import ServerState
+from lmforge.serve.recorder import RequestRecorder
+
+log = logging.getLogger("lmforge.serve")
+STATIC = Path(str(resources.files("lmforge.serve") / "static"))
+
+
+def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] | None = None,
+               model_name: str | None = None, rate_limit: int = 0, max_request_bytes: int = 1 << 20,
+               max_tokens_limit: int | None = None, cors_origins: list[str] | None = None,
+               audit_db: str | Path | None = None, audit_hash_prompts: bool = False,
+               sagemaker_mode: bool = False, engine_options: dict | None = None) -> FastAPI:
+    """Build the app. `engine_or_path`: a ready Engine, or a run/checkpoint directory to load.
+
+    api_key: one key, a list, or None to read LMFORGE_API_KEY (comma-separated keys allowed).
+    rate_limit: requests per minute per key (0 = unlimited). engine_options: Engine.from_run kwargs.
+    """
+    path = None if isinstance(engine_or_path, Engine) else Path(engine_or_path)
+    name = model_name or (path.resolve().name if path else "lmforge")
+    state = ServerState(model_name=name, guard=Guard(resolve_keys(api_key), rate_limit, max_request_bytes),
+                        metrics=Metrics(), max_tokens_limit=max_tokens_limit)
+    audit = AuditLog(audit_db, audit_hash_prompts) if audit_db else None
+
+    def attach(engine: Engine) -> None:
+        sched = engine.scheduler
+        state.metrics.watch(lambda: sched.occupancy, lambda: sched.queued, sched.max_batch)
+        state.engine = engine
+
+    def load() -> None:
+        try:
+            attach(Engine.from_run(path, **(engine_options or {})))
+            log.info("model %s loaded from %s", name, path)
+        except Exception as e:   # reported by /health; the server stays up to say so
+            state.load_error = f"failed to load the model: {e}"
+            log.error(state.load_error)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if path is None:
+            attach(engine_or_path)
+        else:
+            threading.Thread(target=load, name="lmforge-load", daemon=True).start()
+        yield
+        if path is not None and state.engine is not None:
+            state.engine.close()
+        if audit is not None:
+            audit.close()
+
+    app = FastAPI(title="lmforge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.lmforge = state
+    install_handlers(app)
+    app.include_router(openai_api.build_router(state))
+    if sagemaker_mode:
+        app.include_router(sagemaker.build_router(state))
+
+    @app.get("/health")
+    async def health():
+        if state.engine is None:
+            return JSONResponse({"status": "error" if state.load_error else "loading",
+                                 "detail": state.load_error}, 503)
+        return {"status": "ok", "model": state.model_name}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/")
+    async def index(request: Request):
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(RequestRecorder, metrics=state.metrics, audit=audit)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"],
+                           allow_headers=["*"])
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(path: str | Path | None = None, *, host: str = "127.0.0.1", port: int | None = None,
+          api_key: str | list[str] | None = None, rate_limit: int = 0, max_request_bytes: int = 1 << 20,
+          max_tokens_limit: int | None = None, cors_origins: list[str] | None = None,
+          audit_db: str | Path | None = None, audit_hash_prompts: bool = False, sagemaker_mode: bool = False,
+          model_name: str | None = None, device: str = "cpu", dtype: str | None = None, max_batch: int = 16,
+          log_level: str = "info") -> None:
+    """Run the server until interrupted (the `lmforge serve` verb).
+
+    SageMaker mode defaults to /opt/ml/model on 0.0.0.0:8080 and needs no key for /invocations.
+    """
+    if sagemaker_mode:
+        path = path or sagemaker.MODEL_DIR
+        host = host if host != "127.0.0.1" else "0.0.0.0"
+        port = port or sagemaker.PORT
+    if path is None:
+        raise UserError("serve needs a run directory or checkpoint directory")
+    if not Path(path).exists():
+        raise UserError(f"not found: {path}")
+    keys = resolve_keys(api_key)
+    if not keys and not is_loopback(host) and not sagemaker_mode:
+        raise UserError(f"refusing to listen on {host} without an API key: pass --api-key or set LMFORGE_API_KEY")
+    app = create_app(path, api_key=keys, model_name=model_name, rate_limit=rate_limit,
+                     max_request_bytes=max_request_bytes, max_tokens_limit=max_tokens_limit,
+                     cors_origins=cors_origins, audit_db=audit_db, audit_hash_prompts=audit_hash_prompts,
+                     sagemaker_mode=sagemaker_mode,
+                     engine_options={"device": device, "dtype": dtype, "max_batch": max_batch})
+    uvicorn.run(app, host=host, port=port or 8000, log_level=log_level)

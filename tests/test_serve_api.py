@@ -1,0 +1,215 @@
+"""The OpenAI-compatible server, driven by the official `openai` client over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from lmforge.errors import UserError
+from lmforge.infer.engine import Engine
+from lmforge.infer.tiny import make_tiny_run
+from lmforge.serve.app import create_app, serve
+
+KEY = "test-key-123"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return make_tiny_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="module")
+def engine(run):
+    e = Engine.from_run(run, max_batch=4)
+    yield e
+    e.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(engine, run):
+    app = create_app(engine, api_key=KEY, model_name="tiny", max_tokens_limit=64, max_request_bytes=20_000,
+                     audit_db=run / "audit.db", audit_hash_prompts=True)
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server + "/v1", api_key=KEY, max_retries=0, timeout=30)
+
+
+def test_models_and_completion(client):
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    out = client.completions.create(model="tiny", prompt="Hello", max_tokens=8, temperature=0,
+                                    extra_body={"ignore_eos": True})
+    assert out.choices[0].finish_reason == "length"
+    assert out.usage.completion_tokens == 8 and out.usage.total_tokens == out.usage.prompt_tokens + 8
+
+
+def test_streaming_equals_non_streaming(client, engine):
+    kw = dict(model="tiny", prompt="Stream this", max_tokens=12, temperature=0.8, seed=7,
+              extra_body={"ignore_eos": True})
+    whole = client.completions.create(**kw).choices[0].text
+    chunks = list(client.completions.create(stream=True, stream_options={"include_usage": True}, **kw))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole
+    assert chunks[-1].usage.completion_tokens == 12
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert whole == engine.generate("Stream this", max_tokens=12, temperature=0.8, seed=7, ignore_eos=True).text
+
+
+def test_chat_and_chat_stream(client, engine):
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]
+    out = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=6, temperature=0,
+                                         logprobs=True, top_logprobs=2)
+    want = engine.chat(msgs, max_tokens=6, temperature=0)
+    assert out.choices[0].message.content == want.text
+    assert out.usage.prompt_tokens == want.prompt_tokens
+    assert len(out.choices[0].logprobs.content) == want.completion_tokens
+    assert all(len(t.top_logprobs) == 2 for t in out.choices[0].logprobs.content)
+    stream = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=6, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == want.text
+    assert chunks[-1].usage.completion_tokens == want.completion_tokens
+
+
+def test_echo_logprobs_equal_in_process(client, engine):
+    text = "The quick brown fox"
+    out = client.completions.create(model="tiny", prompt=text, echo=True, max_tokens=0, logprobs=1)
+    lp = out.choices[0].logprobs
+    want = engine.prompt_logprobs(engine.encode(text))
+    assert out.choices[0].text == text
+    assert lp.token_logprobs[0] is None and lp.token_logprobs[1:] == pytest.approx(want[1:], abs=1e-4)
+    assert len(lp.tokens) == len(lp.text_offset) == len(lp.top_logprobs) == len(want)
+    assert lp.text_offset[0] == 0 and lp.top_logprobs[0] is None
+    # a batch of token-id prompts, as lm-evaluation-harness sends them
+    ids = engine.encode(text)
+    batch = client.completions.create(model="tiny", prompt=[ids, ids[:3]], echo=True, max_tokens=0, logprobs=1)
+    assert batch.choices[0].logprobs.token_logprobs[1:] == pytest.approx(want[1:], abs=1e-4)
+    assert len(batch.choices[1].logprobs.token_logprobs) == 3
+
+
+BAD = [
+    (b"{not json", 400, "not valid JSON"),
+    (b"[1, 2]", 400, "JSON object"),
+    (json.dumps({"model": "gpt-9", "prompt": "x"}), 404, "not found"),
+    (json.dumps({"prompt": "x", "max_tokens": -1}), 400, "max_tokens"),
+    (json.dumps({"prompt": "x", "max_tokens": 1000}), 400, "at most 64"),
+    (json.dumps({"prompt": "x " * 300}), 400, "the model's context is 128"),
+    (json.dumps({"prompt": "x", "temperature": "hot"}), 400, "temperature"),
+    (json.dumps({"prompt": "x", "top_p": 0}), 400, "top_p"),
+    (json.dumps({"prompt": [10 ** 9]}), 400, "token ids"),
+    (json.dumps({"prompt": ""}), 400, "empty"),
+    (json.dumps({"prompt": "x", "n": 3}), 400, "n=1"),
+    (json.dumps({"prompt": "x" * 30_000}), 413, "larger than"),
+    (json.dumps({"no_prompt": 1}), 400, "prompt"),
+]
+
+
+@pytest.mark.parametrize("body,status,message", BAD)
+def test_bad_completion_requests(server, body, status, message):
+    r = httpx.post(server + "/v1/completions", content=body, timeout=30,
+                   headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert message in err["message"] and set(err) == {"message", "type", "param", "code"}
+
+
+def test_bad_chat_requests_and_auth(server, client):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    cases = [
+        ({"messages": []}, auth, 400),
+        ({"messages": [{"role": "robot", "content": "x"}]}, auth, 400),
+        ({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 99}, auth, 400),
+        ({"messages": [{"role": "user", "content": "x"}]}, {}, 401),
+        ({"messages": [{"role": "user", "content": "x"}]}, {"Authorization": "Bearer wrong"}, 401),
+    ]
+    for body, headers, status in cases:
+        r = httpx.post(server + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+        assert r.status_code == status, (body, r.text)
+        assert "error" in r.json()
+    assert httpx.get(server + "/v1/nothing-here", headers=auth).status_code == 404
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server + "/v1", api_key="nope", max_retries=0).models.list()
+    # after all of that the server still serves
+    assert client.completions.create(model="tiny", prompt="still alive", max_tokens=2).usage.completion_tokens >= 1
+
+
+def test_tokenize_detokenize_health_metrics(server, engine):
+    auth = {"Authorization": f"Bearer {KEY}"}
+    ids = httpx.post(server + "/tokenize", json={"prompt": "héllo"}, headers=auth).json()["tokens"]
+    assert ids == engine.encode("héllo")
+    assert httpx.post(server + "/detokenize", json={"tokens": ids}, headers=auth).json()["prompt"] == "héllo"
+    assert httpx.get(server + "/health").json()["status"] == "ok"
+    metrics = httpx.get(server + "/metrics").text
+    for name in ("lmforge_requests_total", "lmforge_completion_tokens_total", "lmforge_time_to_first_token_seconds",
+                 "lmforge_request_latency_seconds", "lmforge_batch_occupancy"):
+        assert name in metrics
+
+
+def test_audit_log(server, run, client):
+    client.completions.create(model="tiny", prompt="audited", max_tokens=2)
+    db = sqlite3.connect(run / "audit.db")
+    rows = db.execute("SELECT key_id, endpoint, status, prompt_tokens, prompt_sha256 FROM requests").fetchall()
+    assert any(r[1] == "/v1/completions" and r[2] == 200 and r[3] and len(r[4]) == 64 for r in rows)
+    assert any(r[2] == 401 for r in rows)
+    assert all(KEY not in str(r) for r in rows)
+
+
+def test_rate_limit(engine):
+    app = create_app(engine, api_key=["a", "b"], rate_limit=2)
+    with TestClient(app) as c:
+        codes = [c.get("/v1/models", headers={"Authorization": "Bearer a"}).status_code for _ in range(3)]
+        other = c.get("/v1/models", headers={"Authorization": "Bearer b"})
+        limited = c.get("/v1/models", headers={"Authorization": "Bearer a"})
+    assert codes == [200, 200, 429] and other.status_code == 200
+    assert limited.headers["Retry-After"] and limited.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_sagemaker_routes(engine):
+    with TestClient(create_app(engine, api_key=KEY, sagemaker_mode=True)) as c:
+        assert c.get("/ping").status_code == 200
+        out = c.post("/invocations", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
+        assert out.status_code == 200 and out.json()["object"] == "chat.completion"
+        out = c.post("/invocations", json={"prompt": "hi", "max_tokens": 3})
+        assert out.json()["object"] == "text_completion"
+
+
+def test_health_reports_load_failure(tmp_path):
+    with TestClient(create_app(tmp_path / "missing")) as c:
+        deadline = time.time() + 30
+        while c.get("/health").json()["status"] == "loading" and time.time() < deadline:
+            time.sleep(0.05)
+        r = c.get("/health")
+        assert r.status_code == 503 and "not found" in r.json()["detail"]
+        assert c.post("/v1/completions", json={"prompt": "x"}).status_code == 503
+
+
+def test_serve_refuses_public_host_without_key(run, monkeypatch):
+    monkeypatch.delenv("LMFORGE_API_KEY", raising=False)
+    with pytest.raises(UserError, match="without an API key"):
+        serve(run, host="0.0.0.0")
