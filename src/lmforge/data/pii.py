@@ -17,23 +17,35 @@ from lmforge.data.steps import Record, Step
 PLACEHOLDERS = {"email": "<EMAIL>", "phone": "<PHONE>", "ip": "<IP_ADDRESS>",
                 "credit_card": "<CREDIT_CARD>", "iban": "<IBAN>", "secret": "<SECRET>"}
 
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
-# International (+CC, digit groups split by spaces or dashes) or North-American style numbers with separators; 7-15 digits checked below.
-_PHONE = re.compile(r"(?<![\w+.])(?:\+\d{1,3}[ -]?(?:\(\d{1,4}\)[ -]?)?\d{1,4}(?:[ -]?\d{2,4}){1,4}"
-                    r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4})(?![\w-]|\.\d)")
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*::?[0-9A-Fa-f]*:)[0-9A-Fa-f:]{3,39}(?![\w:])")
-_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_SECRET = re.compile(
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
-    r"|\bAKIA[0-9A-Z]{16}\b"                              # AWS access key id
-    r"|\bgh[pousr]_[A-Za-z0-9]{36,}\b"                    # GitHub tokens
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}\b"                  # Slack tokens
-    r"|\bAIza[0-9A-Za-z_-]{35}\b"                         # Google API keys
-    r"|\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"               # OpenAI-style keys
-    r"|\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"   # JWTs
-    r"|(?i:(?<=api_key=)|(?<=api-key: )|(?<=secret=)|(?<=token=)|(?<=password=))[A-Za-z0-9_\-/+]{16,}")
+# Patterns start with a character class or literal (fast to scan for); what may not stand
+# just before a match is checked in Python, on matches only (see _left_ok).
+_EMAIL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
+# International: +CC then digit groups split by spaces or dashes. North-American: (555) 123-4567.
+_PHONE_INTL = re.compile(r"\+\d{1,3}[ -]?(?:\(\d{1,4}\)[ -]?)?\d{1,4}(?:[ -]?\d{2,4}){1,4}(?![\w-]|\.\d)")
+_PHONE_NA = re.compile(r"(?:\(\d{3}\)[ .-]?|\d{3}[.-])\d{3}[.-]\d{4}(?![\w-]|\.\d)")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?![\w.]|\.\d)")
+_IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{1,35}(?![\w:])")
+_CARD = re.compile(r"\d(?:[ -]?\d){12,18}(?![\d-])")
+_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+# Known key formats. Each starts with a literal, which the regex engine finds quickly.
+_SECRETS = [re.compile(p) for p in (
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+    r"AKIA[0-9A-Z]{16}\b",                              # AWS access key id
+    r"gh[pousr]_[A-Za-z0-9]{36,}\b",                    # GitHub tokens
+    r"xox[abprs]-[A-Za-z0-9-]{10,}\b",                  # Slack tokens
+    r"AIza[0-9A-Za-z_-]{35}\b",                         # Google API keys
+    r"sk-(?:proj-)?[A-Za-z0-9_-]{20,}\b",               # OpenAI-style keys
+    r"eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",   # JWTs
+)]
+# `api_key = "..."`, `password: ...`: only the value (group "value") is replaced.
+_SECRET_ASSIGN = re.compile(r"(?i:\b(?:api[_-]?key|secret|token|password|passwd)\b)[ \t]*[=:][ \t]*['\"]?"
+                            r"(?P<value>[A-Za-z0-9_\-/+]{16,})")
+
+
+def _left_ok(m: re.Match, bad: str) -> bool:
+    """True when the character before the match is not a letter/digit/_ nor one of `bad`."""
+    at = m.start()
+    return at == 0 or not (m.string[at - 1].isalnum() or m.string[at - 1] in bad or m.string[at - 1] == "_")
 
 
 def _luhn(digits: str) -> bool:
@@ -47,12 +59,16 @@ def _luhn(digits: str) -> bool:
 
 
 def _card_ok(m: re.Match) -> bool:
+    if not _left_ok(m, "-"):
+        return False
     digits = re.sub(r"\D", "", m.group())
     # Issuer prefixes: Amex 34/37, Visa 4, Mastercard 2/5, Discover/UnionPay 6.
     return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn(digits)
 
 
 def _iban_ok(m: re.Match) -> bool:
+    if not _left_ok(m, ""):
+        return False
     s = m.group().replace(" ", "")
     if not 15 <= len(s) <= 34:
         return False
@@ -61,10 +77,12 @@ def _iban_ok(m: re.Match) -> bool:
 
 
 def _phone_ok(m: re.Match) -> bool:
-    return 7 <= sum(ch.isdigit() for ch in m.group()) <= 15
+    return _left_ok(m, "+.") and 7 <= sum(ch.isdigit() for ch in m.group()) <= 15
 
 
 def _public_ip(m: re.Match) -> bool:
+    if not _left_ok(m, ":."):
+        return False
     s = m.group()
     if ":" in s and sum(ch != ":" for ch in s) < 6:
         return False     # 'a::b', 'de::f': C++ scopes and the like, not addresses people use
@@ -74,23 +92,32 @@ def _public_ip(m: re.Match) -> bool:
         return False
 
 
+# (kind, pattern, validity check, strings one of which the lower-cased text must contain for
+# the pattern to be tried: a cheap test that skips most regex scans).
 # Order matters: secrets and cards before phones, so a card number is not half-read as a phone.
-_RULES = [("secret", _SECRET, None), ("email", _EMAIL, None), ("iban", _IBAN, _iban_ok),
-          ("credit_card", _CARD, _card_ok), ("ip", _IPV6, _public_ip), ("ip", _IPV4, _public_ip),
-          ("phone", _PHONE, _phone_ok)]
+_RULES = [*(("secret", p, None, ("",)) for p in _SECRETS),
+          ("secret", _SECRET_ASSIGN, None, ("key", "secret", "token", "passw")),
+          ("email", _EMAIL, lambda m: _left_ok(m, ".+-"), ("@",)), ("iban", _IBAN, _iban_ok, ("",)),
+          ("credit_card", _CARD, _card_ok, ("",)), ("ip", _IPV6, _public_ip, (":",)),
+          ("ip", _IPV4, _public_ip, (".",)), ("phone", _PHONE_INTL, _phone_ok, ("+",)),
+          ("phone", _PHONE_NA, _phone_ok, ("",))]
 
 
 def redact(text: str, kinds: list[str]) -> tuple[str, dict[str, int]]:
     """Replace every detected item with its placeholder; return (text, hits per kind)."""
     hits: dict[str, int] = {}
-    for kind, pattern, check in _RULES:
-        if kind not in kinds:
+    lower = text.lower()
+    for kind, pattern, check, needles in _RULES:
+        if kind not in kinds or not any(n in lower for n in needles):
             continue
 
         def sub(m: re.Match, kind=kind, check=check) -> str:
             if check is not None and not check(m):
                 return m.group()
             hits[kind] = hits.get(kind, 0) + 1
+            if "value" in m.re.groupindex:
+                text, start = m.group(), m.start()
+                return text[:m.start("value") - start] + PLACEHOLDERS[kind] + text[m.end("value") - start:]
             return PLACEHOLDERS[kind]
 
         text = pattern.sub(sub, text)
