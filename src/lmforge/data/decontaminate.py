@@ -34,10 +34,13 @@ def eval_texts(path: Path) -> list[str]:
         raise UserError(f"data.decontaminate.files: not found: {path}")
     text = path.read_text(encoding="utf-8", errors="replace")
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        return [s for line in text.splitlines() if line.strip() for s in _strings(json.loads(line))]
-    if suffix == ".json":
-        return _strings(json.loads(text))
+    try:
+        if suffix == ".jsonl":
+            return [s for line in text.splitlines() if line.strip() for s in _strings(json.loads(line))]
+        if suffix == ".json":
+            return _strings(json.loads(text))
+    except json.JSONDecodeError as e:
+        raise UserError(f"data.decontaminate.files: {path} line {e.lineno}: invalid JSON ({e.msg})") from None
     if suffix in (".csv", ".tsv"):
         rows = csv.reader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
         return [cell for row in rows for cell in row]

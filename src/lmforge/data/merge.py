@@ -30,7 +30,7 @@ def merge_shards(out_dirs: list[Path], out_dir: Path, cfg: DataConfig | None = N
 
     seen: set[str] = set()
     output = OutputStats()
-    cross_dups = 0
+    cross_dups = dup_bytes = 0
     with atomic_path(out_dir / "documents.jsonl") as docs_tmp, \
             atomic_path(out_dir / "removed.jsonl") as removed_tmp, \
             open(docs_tmp, "w", encoding="utf-8") as docs_f, open(removed_tmp, "w", encoding="utf-8") as rem_f:
@@ -40,6 +40,7 @@ def merge_shards(out_dirs: list[Path], out_dir: Path, cfg: DataConfig | None = N
                     row = json.loads(line)
                     if row["sha256"] in seen:
                         cross_dups += 1
+                        dup_bytes += len(row["text"].encode("utf-8"))
                         rem_f.write(json.dumps({"id": row["id"], "source": row["source"], "path": row["path"],
                                                 "step": "merge_exact_dedup",
                                                 "reason": "exact duplicate in an earlier shard"}) + "\n")
@@ -57,7 +58,8 @@ def merge_shards(out_dirs: list[Path], out_dir: Path, cfg: DataConfig | None = N
                                   if k in ("sources", "removed_by_step", "pii", "skipped_inputs", "elapsed_s")})
     stats["steps"] = [_sum_steps([st["steps"][i] for st in shard_stats]) for i in range(len(names[0]))]
     stats["steps"].append({"name": "merge_exact_dedup", "docs_in": output.docs + cross_dups,
-                           "docs_out": output.docs, "removed": cross_dups, "bytes_in": 0,
+                           "docs_out": output.docs, "removed": cross_dups,
+                           "bytes_in": output.bytes + dup_bytes,
                            "bytes_out": output.bytes, "counts": {}})
     if cross_dups:
         stats["removed_by_step"]["merge_exact_dedup"] = cross_dups

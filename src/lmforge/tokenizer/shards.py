@@ -8,7 +8,6 @@ with `Tokenizer.encode_batch_fast`, which runs on all cores in Rust.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from itertools import islice
 from pathlib import Path
