@@ -31,27 +31,23 @@ from lmforge.models.transformer import Transformer
 STEP_PREFIX = "step-"
 
 
-def weights_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    if model.cfg.tie_embeddings:
-        sd.pop("lm_head.weight", None)
-    return sd
-
-
-def save_weights(model: Transformer, out_dir: Path) -> None:
+def save_weights(weights: dict[str, torch.Tensor], cfg: ModelConfig, out_dir: Path) -> None:
     """Write model.safetensors + model_config.json into an existing directory."""
-    save_file(weights_state_dict(model), str(out_dir / "model.safetensors"), metadata={"format": "pt"})
-    (out_dir / "model_config.json").write_text(json.dumps(dataclasses.asdict(model.cfg), indent=2))
+    sd = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
+    if cfg.tie_embeddings:
+        sd.pop("lm_head.weight", None)   # stored once, as HF does with tie_word_embeddings
+    save_file(sd, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    (out_dir / "model_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
 
-def save_checkpoint(ckpt_root: Path, step: int, model: Transformer, trainer_state: dict | None,
-                    state: dict, name: str | None = None) -> Path:
+def save_checkpoint(ckpt_root: Path, step: int, weights: dict[str, torch.Tensor], cfg: ModelConfig,
+                    trainer_state: dict | None, state: dict, name: str | None = None) -> Path:
     """Save atomically as ckpt_root/step-N (or ckpt_root/name); returns the final path."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / (name or f"{STEP_PREFIX}{step:06d}")
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=ckpt_root))
     try:
-        save_weights(model, tmp)
+        save_weights(weights, cfg, tmp)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / "trainer_state.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2))

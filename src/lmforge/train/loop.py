@@ -1,0 +1,257 @@
+"""The one training loop, shared by every objective.
+
+    for each step:  lr from the schedule -> grad_accum micro-batches under autocast
+                    -> clip -> optimizer step(s) -> log -> maybe validate / checkpoint
+
+What makes it trustworthy:
+  * the batch at step s depends only on (seed, s), and the checkpoint holds the
+    optimizer, RNG and elapsed-time state, so a run killed at any moment resumes
+    with the very same loss sequence on CPU;
+  * the schedule runs on "progress" (steps done / max_steps, or train seconds /
+    time_budget_s), so a wall-clock-budgeted run still warms up and decays properly;
+  * validation uses a fixed sample, so curves from different runs compare.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from lmforge import atomic, progress
+from lmforge.errors import UserError
+from lmforge.models.transformer import Transformer
+from lmforge.train import checkpoint, distributed, optim
+from lmforge.train.batches import TokenBatches
+from lmforge.train.config import TrainConfig
+from lmforge.train.mfu import flops_per_token, measured_peak_flops
+from lmforge.train.objectives import OBJECTIVES
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0           # wall time spent in training steps (validation excluded)
+    best_val_loss: float = math.inf
+    evals_since_best: int = 0
+    val_history: list = field(default_factory=list)   # [(step, train_seconds, val_loss)]
+
+
+class Trainer:
+    def __init__(self, model: Transformer, cfg: TrainConfig, batches: TokenBatches,
+                 val_windows: list[tuple[torch.Tensor, torch.Tensor]], *, seed: int,
+                 ckpt_dir: Path | None = None, log: Callable[[dict], None] | None = None,
+                 dist: distributed.DistInfo | None = None,
+                 objective: Callable | None = None):
+        self.cfg = cfg
+        self.dist = dist or distributed.DistInfo()
+        self.device = self.dist.device
+        self.model = model.to(self.device)
+        self.step_model = distributed.wrap(self.model, self.dist, cfg.distributed)
+        if cfg.compile:
+            self.step_model = torch.compile(self.step_model)
+        self.batches = batches
+        self.val_windows = val_windows
+        self.seed = seed
+        self.ckpt_dir = ckpt_dir
+        self.log = log if (log is not None and self.dist.is_main) else (lambda record: None)
+        self.objective = objective or OBJECTIVES[cfg.objective]
+        self.optimizers = optim.build_optimizers(self.model, cfg)
+        self.state = TrainState()
+        self.autocast_dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
+        n_embed = self.model.model.embed_tokens.weight.numel()
+        if hasattr(self.model.model, "embed_positions"):
+            n_embed += self.model.model.embed_positions.weight.numel()
+        n_nonembed = sum(p.numel() for p in self.model.parameters()) - n_embed
+        self.flops_per_token = flops_per_token(model.cfg, n_nonembed, batches.seq_len)
+        self._peak = None
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.split(":")[0], dtype=self.autocast_dtype)
+
+    def _progress(self) -> float:
+        if self.cfg.time_budget_s > 0:
+            return self.state.train_seconds / self.cfg.time_budget_s
+        return self.state.step / self.cfg.max_steps
+
+    def _finished(self) -> bool:
+        done = 1.0 if self._progress() >= 1.0 else 0.0
+        return distributed.max_across_ranks(done, self.dist) >= 1.0   # ranks agree on the last step
+
+    def peak_flops(self) -> float:
+        if self._peak is None:
+            self._peak = measured_peak_flops(self.autocast_dtype or torch.float32, self.device.split(":")[0])
+        return self._peak
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        self.model.eval()
+        total, n = 0.0, 0
+        for x, y in self.val_windows:
+            with self._autocast():
+                loss = self.objective(self.model, x.to(self.device), y.to(self.device))
+            total += float(loss) * x.shape[0]
+            n += x.shape[0]
+        self.model.train()
+        return total / max(n, 1)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _trainer_state(self) -> dict:
+        return {"optimizers": [o.state_dict() for o in self.optimizers],
+                "torch_rng": torch.get_rng_state()}
+
+    def save(self, name: str | None = None, with_state: bool = True) -> None:
+        if self.ckpt_dir is None:
+            return
+        weights = distributed.full_state_dict(self.model, self.dist, self.cfg.distributed)
+        if self.dist.is_main:
+            state = {k: v for k, v in vars(self.state).items()}
+            state["seed"] = self.seed
+            checkpoint.save_checkpoint(self.ckpt_dir, self.state.step, weights, self.model.cfg,
+                                       self._trainer_state() if with_state else None, state, name=name)
+            if name is None:
+                checkpoint.rotate(self.ckpt_dir, self.cfg.keep_last)
+        distributed.barrier(self.dist)
+
+    def resume(self) -> int | None:
+        """Load the newest good checkpoint; report broken ones by name. Returns the step or None."""
+        if self.ckpt_dir is None:
+            return None
+        for ckpt in reversed(checkpoint.list_steps(self.ckpt_dir)):
+            problem = checkpoint.verify(ckpt)
+            if problem:
+                if self.dist.is_main:
+                    print(f"lmforge: skipping checkpoint {ckpt}: {problem}", flush=True)
+                continue
+            self._load(ckpt)
+            return self.state.step
+        return None
+
+    def _load(self, ckpt: Path) -> None:
+        from safetensors.torch import load_file
+        sd = load_file(str(ckpt / "model.safetensors"))
+        if self.model.cfg.tie_embeddings:
+            sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
+        if self.dist.enabled and self.cfg.distributed == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+            set_model_state_dict(self.model, sd, options=StateDictOptions(full_state_dict=True))
+        else:
+            self.model.load_state_dict(sd)
+        trainer_state = torch.load(ckpt / "trainer_state.pt", weights_only=True, map_location=self.device)
+        for opt, sd_opt in zip(self.optimizers, trainer_state["optimizers"]):
+            opt.load_state_dict(sd_opt)
+        torch.set_rng_state(trainer_state["torch_rng"].cpu())
+        raw = json.loads((ckpt / "state.json").read_text())
+        raw.pop("seed", None)
+        self.state = TrainState(**raw)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainState:
+        cfg, st = self.cfg, self.state
+        self.model.train()
+        total = cfg.time_budget_s if cfg.time_budget_s > 0 else cfg.max_steps
+        unit = "s" if cfg.time_budget_s > 0 else "step"
+        bar = progress.bar(total=total, desc="train", unit=unit)
+        bar.update(st.train_seconds if cfg.time_budget_s > 0 else st.step)
+        tokens_per_step = self.batches.global_batch * self.batches.seq_len
+        window_t0, window_tokens = time.perf_counter(), 0
+        stopped_early = False
+        while not self._finished():
+            t0 = time.perf_counter()
+            scale = optim.lr_multiplier(cfg, st.step, self._progress())
+            optim.set_lr(self.optimizers, scale)
+            loss_sum = 0.0
+            for micro in range(cfg.grad_accum):
+                x, y = self.batches.get(st.step, micro)
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                sync = contextlib.nullcontext()
+                if self.dist.enabled and cfg.distributed == "ddp" and micro < cfg.grad_accum - 1:
+                    sync = self.step_model.no_sync()   # all-reduce once, on the last micro-batch
+                with sync:
+                    with self._autocast():
+                        loss = self.objective(self.step_model, x, y) / cfg.grad_accum
+                    loss.backward()
+                loss_sum += float(loss.detach())
+            if not math.isfinite(loss_sum):
+                raise UserError(f"loss became {loss_sum} at step {st.step}; lower train.lr or enable grad_clip")
+            grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                         if cfg.grad_clip > 0 else None)
+            for opt in self.optimizers:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            dt = time.perf_counter() - t0
+            st.step += 1
+            st.tokens += tokens_per_step
+            st.train_seconds += dt
+            window_tokens += tokens_per_step
+            bar.update(dt if cfg.time_budget_s > 0 else 1)
+
+            if st.step % cfg.log_every == 0 or st.step == 1:
+                now = time.perf_counter()
+                tps = window_tokens / max(now - window_t0, 1e-9)
+                window_t0, window_tokens = now, 0
+                loss_avg = distributed.mean_across_ranks(loss_sum, self.dist)
+                record = {"kind": "train", "step": st.step, "loss": round(loss_avg, 6),
+                          "lr": self.optimizers[-1].param_groups[0]["lr"],
+                          "grad_norm": None if grad_norm is None else round(float(grad_norm), 4),
+                          "tokens": st.tokens, "tokens_per_s": round(tps, 1),
+                          "mfu": round(tps * self.flops_per_token / (self.peak_flops() * self.dist.world), 4),
+                          "peak_mem_mb": _peak_memory_mb(self.device), "train_seconds": round(st.train_seconds, 3)}
+                self.log(record)
+                bar.set_postfix(loss=f"{loss_avg:.3f}", tok_s=f"{tps:,.0f}")
+
+            last = self._finished()
+            if (cfg.eval_every and st.step % cfg.eval_every == 0) or last:
+                stopped_early = self._validate_and_keep_best()
+            if (cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0) or last or stopped_early:
+                self.save()
+            if stopped_early:
+                break
+        bar.close()
+        return st
+
+    def _validate_and_keep_best(self) -> bool:
+        """Validate, save `best` on improvement; True when patience has run out."""
+        st = self.state
+        val = self.validate()
+        st.val_history.append([st.step, round(st.train_seconds, 3), val])
+        self.log({"kind": "val", "step": st.step, "val_loss": round(val, 6),
+                  "train_seconds": round(st.train_seconds, 3)})
+        if val < st.best_val_loss:
+            st.best_val_loss, st.evals_since_best = val, 0
+            if self.cfg.keep_best:
+                self.save(name="best", with_state=False)
+        else:
+            st.evals_since_best += 1
+        return bool(self.cfg.patience and st.evals_since_best >= self.cfg.patience)
+
+
+def _peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines logged after `step` (they will be logged again by the resumed run)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    atomic.write_text(path, "".join(f"{l}\n" for l in keep))
