@@ -88,7 +88,7 @@ class Quality(Step):
             return "gopher_word_count", f"{n} words, allowed {cfg.min_words}..{cfg.max_words}"
         if n == 0:
             return None
-        mean = sum(len(w) for w in words) / n
+        mean = sum(map(len, words)) / n
         if on("gopher_mean_word_length") and not cfg.min_mean_word_length <= mean <= cfg.max_mean_word_length:
             return "gopher_mean_word_length", f"mean word length {mean:.1f}"
         symbols = text.count("#") + text.count("...") + text.count("…")
@@ -102,10 +102,10 @@ class Quality(Step):
             ellipsis = sum(ln.rstrip().endswith(("...", "…")) for ln in lines) / len(lines)
             if on("gopher_ellipsis_lines") and ellipsis > cfg.max_ellipsis_lines_ratio:
                 return "gopher_ellipsis_lines", f"{ellipsis:.0%} of lines end with an ellipsis"
-        alpha = sum(1 for w in words if _ALPHA.search(w)) / n
+        alpha = sum(map(bool, map(_ALPHA.search, words))) / n     # map: no Python frame per word
         if on("gopher_alpha_words") and alpha < cfg.min_alpha_words_ratio:
             return "gopher_alpha_words", f"only {alpha:.0%} of words have a letter"
-        stops = sum(1 for w in words if w.lower() in _STOP_WORDS)
+        stops = sum(map(_STOP_WORDS.__contains__, map(str.lower, words)))
         if on("gopher_stop_words") and stops < cfg.min_stop_words:
             return "gopher_stop_words", f"{stops} stop words"
         return None
@@ -124,10 +124,10 @@ class Quality(Step):
                 return rule, f"{value:.2f} > {limit}"
         if len(words) < 2:
             return None
+        # A word's id is the position of its first occurrence: equal words, equal ids.
         vocab: dict[str, int] = {}
-        ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.uint64,
-                          count=len(words))
-        lengths = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+        ids = np.fromiter(map(vocab.setdefault, words, range(len(words))), dtype=np.uint64, count=len(words))
+        lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         total = int(lengths.sum()) or 1
         cum = np.concatenate(([0], np.cumsum(lengths)))
         if on("gopher_top_ngram"):
