@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from collections import Counter
 
 import numpy as np
@@ -65,38 +66,55 @@ class ExactDedup(GlobalStep):
                 "lines_removed": self.lines_removed}
 
 
+_PRIME = np.uint64((1 << 61) - 1)
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+def shingle_hashes(text: str, n: int) -> np.ndarray:
+    """32-bit hashes of the word n-grams of `text` (lower-cased words), computed with numpy.
+
+    crc32 is stable across processes and machines (Python's hash() is not)."""
+    words = _WORD.findall(text.lower()) or [""]
+    h = np.fromiter(map(zlib.crc32, map(str.encode, words)), dtype=np.uint64, count=len(words))
+    n = min(n, len(h))
+    grams = np.zeros(len(h) - n + 1, dtype=np.uint64)
+    for k in range(n):
+        grams = grams * np.uint64(1_000_003) + h[k:len(h) - n + 1 + k]
+    return grams & _MASK32
+
+
 class MinHashDedup(GlobalStep):
     """Near-duplicates: word 5-gram shingles, 14 bands x 8 rows (~0.72 Jaccard at 50% recall).
 
-    A document whose signature shares a band with an earlier kept document is removed;
-    as in datatrove and dolma, LSH candidates are not re-checked with exact Jaccard.
+    The signature is min over shingles of (a*h + b) mod (2**61 - 1) per permutation, in numpy;
+    datasketch's MinHashLSH indexes the bands. A document whose signature shares a band with an
+    earlier kept document is removed; as in datatrove and dolma, LSH candidates are not
+    re-checked with exact Jaccard.
     """
     name = "minhash"
 
     def __init__(self, cfg: MinHashConfig, seed: int):
-        from datasketch import MinHash, MinHashLSH
+        from datasketch import MinHashLSH
         self.cfg = cfg
         self.seed = seed
-        self.num_perm = cfg.bands * cfg.rows
-        self.template = MinHash(num_perm=self.num_perm, seed=seed)
-        self.lsh = MinHashLSH(num_perm=self.num_perm, params=(cfg.bands, cfg.rows))
+        num_perm = cfg.bands * cfg.rows
+        rng = np.random.default_rng(seed)
+        # a, b < 2**32 so that a*h + b (h < 2**32) cannot overflow 64 bits.
+        self.a = rng.integers(1, 1 << 32, size=num_perm, dtype=np.uint64)
+        self.b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64)
+        self.lsh = MinHashLSH(num_perm=num_perm, params=(cfg.bands, cfg.rows))
         self.cluster_of: Counter[str] = Counter()
 
     def apply(self, doc, rec: Record):
-        from datasketch import MinHash
-        words = _WORD.findall(doc.text.lower())
-        n = self.cfg.ngram
-        shingles = [" ".join(words[i:i + n]).encode() for i in range(max(1, len(words) - n + 1))]
-        m = MinHash(num_perm=self.num_perm, seed=self.seed, permutations=self.template.permutations,
-                    scheme=self.template.scheme)
-        m.update_batch(shingles)
-        rec.key = (doc.id, m.hashvalues.astype(np.uint64))
+        h = shingle_hashes(doc.text, self.cfg.ngram)
+        signature = ((h[:, None] * self.a + self.b) % _PRIME).min(axis=0) & _MASK32
+        rec.key = (doc.id, signature)
         return doc
 
     def decide(self, key, doc):
         from datasketch import LeanMinHash
-        doc_id, hashvalues = key
-        m = LeanMinHash(seed=self.seed, hashvalues=hashvalues, scheme=self.template.scheme)
+        doc_id, signature = key
+        m = LeanMinHash(seed=self.seed, hashvalues=signature, scheme="legacy")
         similar = self.lsh.query(m)
         if similar:
             first = min(similar)
