@@ -89,7 +89,10 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for both (0 = torch default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tokenizer = train_tokenizer(sample_corpus(), 4096)
     rows = []
     for name in args.models.split(","):
@@ -99,7 +102,8 @@ def main() -> None:
     first = rows[0]
     print(json.dumps({"lmforge_tokens_per_s": first["lmforge_tokens_per_s"],
                       "hf_tokens_per_s": first["hf_tokens_per_s"], "ratio": first["ratio"],
-                      "min_ratio": min(r["ratio"] for r in rows), "models": rows}))
+                      "min_ratio": min(r["ratio"] for r in rows), "threads": torch.get_num_threads(),
+                      "models": rows}))
 
 
 if __name__ == "__main__":

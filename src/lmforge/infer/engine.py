@@ -50,9 +50,16 @@ def find_tokenizer_dir(path: Path, ckpt: Path) -> Path:
 class Engine:
     def __init__(self, model: Transformer, tokenizer: Tokenizer, *, device: str | torch.device = "cpu",
                  dtype: str | torch.dtype | None = None, max_batch: int = 16, prefill_chunk: int = 256,
-                 chat_template: ChatTemplate | None = None):
+                 chat_template: ChatTemplate | None = None, threads: int | None = None):
+        """threads: torch's intra-op threads for this process (None leaves torch's default).
+
+        On a small CPU machine 1 is usually fastest for serving: a small model's decode step
+        cannot use more, and the HTTP and scheduler threads need the other cores.
+        """
         if model.cfg.kind != "causal":
             raise UserError("only causal (decoder) models can generate text")
+        if threads:
+            torch.set_num_threads(threads)
         dtype = parse_dtype(dtype)
         self.model = model.to(device=device, dtype=dtype).eval() if dtype else model.to(device).eval()
         self.tokenizer = tokenizer

@@ -91,16 +91,15 @@ class Penalties:
 
 
 def filter_logits(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
-    """Temperature plus top-k / top-p / min-p on one row of float32 logits; removed tokens get -inf."""
-    logits = logits / p.temperature
+    """Top-k / top-p / min-p on one row of (temperature-scaled) logits; removed tokens get -inf."""
     if p.top_k and p.top_k < logits.shape[-1]:
         kth = torch.topk(logits, p.top_k).values[-1]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if p.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
+        probs = sorted_logits.softmax(-1)
         # drop a token when the mass before it already reaches top_p (the first token always stays)
-        drop_sorted = (cum - sorted_logits.softmax(-1)) >= p.top_p
+        drop_sorted = (probs.cumsum(-1) - probs) >= p.top_p
         logits = logits.masked_fill(drop_sorted.scatter(0, order, drop_sorted), float("-inf"))
     if p.min_p > 0:
         probs = logits.softmax(-1)
@@ -108,12 +107,28 @@ def filter_logits(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
     return logits
 
 
-def sample(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator,
-           penalties: Penalties | None) -> int:
-    """Pick the next token id from one row of float32 logits."""
-    if penalties is not None:
-        logits = penalties.apply(logits)
-    if p.greedy:
-        return int(logits.argmax())
-    probs = filter_logits(logits, p).softmax(-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+def sample_batch(logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator],
+                 penalties: list[Penalties | None]) -> list[int]:
+    """Pick the next token for each row of float32 logits (B, V), each row with its own settings.
+
+    Sampling uses the exponential race, argmax(p / E) with E ~ Exp(1) drawn from the row's own
+    generator: an exact draw from p that keeps everything but the noise batched.
+    """
+    if all(p.greedy for p in params) and not any(penalties):
+        return logits.argmax(-1).tolist()
+    logits = logits.clone()
+    for i, pen in enumerate(penalties):
+        if pen is not None:
+            logits[i] = pen.apply(logits[i])
+    temps = torch.tensor([p.temperature or 1.0 for p in params], device=logits.device)
+    scaled = logits / temps.unsqueeze(1)
+    for i, p in enumerate(params):
+        if not p.greedy and (p.top_k or p.top_p < 1.0 or p.min_p > 0):
+            scaled[i] = filter_logits(scaled[i], p)
+    noise = torch.ones_like(scaled)
+    for i, (p, g) in enumerate(zip(params, generators)):
+        if not p.greedy:
+            noise[i].exponential_(generator=g)
+    # greedy rows keep noise 1, so the same argmax serves both kinds; a zero draw must not divide by 0
+    noise.clamp_(min=torch.finfo(noise.dtype).tiny)
+    return (scaled.softmax(-1) / noise).argmax(-1).tolist()

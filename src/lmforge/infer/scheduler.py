@@ -2,7 +2,8 @@
 
 Each iteration of the loop
   1. drops cancelled requests,
-  2. prefills one chunk (at most `prefill_chunk` tokens) of the oldest waiting prompt,
+  2. prefills at most `prefill_chunk` prompt tokens, oldest prompt first: several
+     short prompts, or one chunk of a long one,
   3. runs one batched decode step for every sequence that is generating.
 Requests join after their prefill and leave as soon as they finish, so a long
 prompt delays the others by one chunk per step, never by its whole length.
@@ -17,7 +18,7 @@ import torch
 
 from lmforge.infer.cache import DecodeView, PrefillView, SlotCache
 from lmforge.infer.request import Request
-from lmforge.infer.sampling import sample
+from lmforge.infer.sampling import sample_batch
 from lmforge.models.transformer import Transformer
 
 
@@ -71,8 +72,6 @@ class Scheduler:
                         self.cond.wait()
                     if self.closed:
                         break
-                    if self.prefilling is None and self.waiting and len(self.running) < self.max_batch:
-                        self.prefilling = self.waiting.popleft()
                 self._step()
         for r in [*self.waiting, *self.running, *([self.prefilling] if self.prefilling else [])]:
             r.fail(RuntimeError("the engine was closed"))
@@ -80,15 +79,14 @@ class Scheduler:
     def _step(self) -> None:
         for r in [r for r in self.running if r.cancelled]:
             self._retire(r, "cancelled")
-        if self.prefilling is not None and self.prefilling.cancelled:
-            self.prefilling.finish("cancelled")
-            self.prefilling = None
-        try:
-            if self.prefilling is not None:
-                self._prefill_chunk(self.prefilling)
-        except Exception as e:   # a failure belongs to that request, not to the server
-            self.prefilling.fail(e)
-            self.prefilling = None
+        # prefill up to `prefill_chunk` prompt tokens per step, across as many prompts as fit
+        budget = self.prefill_chunk
+        while budget > 0 and (r := self._next_prefill()) is not None:
+            try:
+                budget -= self._prefill_chunk(r, budget)
+            except Exception as e:   # a failure belongs to that request, not to the server
+                self.prefilling = None
+                r.fail(e)
         if self.running:
             try:
                 self._decode_step()
@@ -97,9 +95,25 @@ class Scheduler:
                     r.fail(e)
                 self.running.clear()
 
-    def _prefill_chunk(self, r: Request) -> None:
+    def _next_prefill(self) -> Request | None:
+        """The request being prefilled, or the next waiting one if a decode row is free."""
+        with self.cond:
+            while self.prefilling is None and self.waiting and len(self.running) < self.max_batch:
+                r = self.waiting.popleft()
+                if r.cancelled:
+                    r.finish("cancelled")
+                else:
+                    self.prefilling = r
+        if self.prefilling is not None and self.prefilling.cancelled:
+            self.prefilling.finish("cancelled")
+            self.prefilling = None
+            return self._next_prefill()
+        return self.prefilling
+
+    def _prefill_chunk(self, r: Request, budget: int) -> int:
+        """Prefill up to `budget` more prompt tokens of `r`; return how many were processed."""
         start = r.cached
-        end = min(len(r.prompt_ids), start + self.prefill_chunk)
+        end = min(len(r.prompt_ids), start + budget)
         ids = torch.tensor([r.prompt_ids[start:end]], device=self.device)
         positions = torch.arange(start, end, device=self.device).unsqueeze(0)
         hidden = self.model(ids, positions, None, PrefillView(self.cache, start), return_hidden=True)[0]
@@ -107,16 +121,17 @@ class Scheduler:
         if r.want_prompt_logprobs:
             self._record_prompt_logprobs(r, hidden, start, end)
         if end < len(r.prompt_ids):
-            return
+            return end - start
         self.prefilling = None
         if r.params.max_tokens == 0 or len(r.prompt_ids) >= self.context:
             r.finish("length")
-            return
+            return end - start
         logits = self.model.logits(hidden[-1:]).float()
         row = len(self.running)
         self.cache.move(self.cache.prefill_row, row, r.cached)
         self.running.append(r)
         self._emit(logits, [r])
+        return end - start
 
     def _record_prompt_logprobs(self, r: Request, hidden: torch.Tensor, start: int, end: int) -> None:
         # position i predicts token i + 1: this chunk scores prompt[start + 1 : end + 1]
@@ -145,9 +160,8 @@ class Scheduler:
 
     def _emit(self, logits: torch.Tensor, batch: list[Request]) -> None:
         """Sample one token per row of `logits` and hand it to its request."""
-        simple = all(r.params.greedy and r.penalties is None for r in batch)
-        chosen = logits.argmax(-1).tolist() if simple else [
-            sample(logits[i], r.params, r.generator, r.penalties) for i, r in enumerate(batch)]
+        chosen = sample_batch(logits, [r.params for r in batch], [r.generator for r in batch],
+                              [r.penalties for r in batch])
         logprobs = None
         if any(r.wants_logprobs for r in batch):
             logprobs = torch.log_softmax(logits, dim=-1)

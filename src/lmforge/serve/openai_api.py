@@ -164,13 +164,16 @@ async def complete(state: ServerState, request: Request, data: dict):
         lp = CompletionLogprobs()
         if body.echo:
             yield sse(env.wrap([{"index": 0, "text": text, "logprobs": None, "finish_reason": None}]))
-        async for event in gen:
-            if isinstance(event, Delta) and (event.text or want_lp):
+        async for batch in gen.batches():
+            deltas = [e for e in batch if isinstance(e, Delta)]
+            text = "".join(d.text for d in deltas)
+            if deltas and (text or want_lp):
                 _first_token(state, request, seen)
-                logprobs = lp.build([event.logprob.token], [event.logprob]) if want_lp else None
-                yield sse(env.wrap([{"index": 0, "text": event.text, "logprobs": logprobs, "finish_reason": None}]))
-            elif isinstance(event, Done):
-                r = event.result
+                logprobs = lp.build([d.logprob.token for d in deltas], [d.logprob for d in deltas]) \
+                    if want_lp else None
+                yield sse(env.wrap([{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": None}]))
+            if isinstance(batch[-1], Done):
+                r = batch[-1].result
                 _note_usage(request, [r])
                 yield sse(env.wrap([{"index": 0, "text": "", "logprobs": None, "finish_reason": r.finish_reason}]))
                 if body.include_usage:
@@ -206,14 +209,16 @@ async def chat(state: ServerState, request: Request, data: dict):
     async def events():
         yield sse(env.wrap([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
                              "finish_reason": None}], **extra))
-        async for event in gen:
-            if isinstance(event, Delta) and (event.text or body.logprobs):
+        async for batch in gen.batches():
+            deltas = [e for e in batch if isinstance(e, Delta)]
+            text = "".join(d.text for d in deltas)
+            if deltas and (text or body.logprobs):
                 _first_token(state, request, seen)
-                logprobs = chat_logprobs([event.logprob]) if body.logprobs else None
-                yield sse(env.wrap([{"index": 0, "delta": {"content": event.text}, "logprobs": logprobs,
+                logprobs = chat_logprobs([d.logprob for d in deltas]) if body.logprobs else None
+                yield sse(env.wrap([{"index": 0, "delta": {"content": text}, "logprobs": logprobs,
                                      "finish_reason": None}], **extra))
-            elif isinstance(event, Done):
-                r = event.result
+            if isinstance(batch[-1], Done):
+                r = batch[-1].result
                 _note_usage(request, [r])
                 yield sse(env.wrap([{"index": 0, "delta": {}, "logprobs": None,
                                      "finish_reason": r.finish_reason}], **extra))
