@@ -41,7 +41,7 @@ def train_tokenizer():
     return tok
 
 
-def train_model(tok, steps: int = 60):
+def train_model(tok, steps: int = 30):
     from lmforge.models.config import ModelConfig
     from lmforge.models.transformer import Transformer
     torch.manual_seed(0)
@@ -49,7 +49,7 @@ def train_model(tok, steps: int = 60):
                       vocab_size=tok.get_vocab_size(), zero_init_out=False)
     model = Transformer(cfg)
     ids = torch.tensor([i for d in corpus() for i in tok.encode(d).ids + [tok.token_to_id("<|eos|>")]])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(steps):   # a brief fit, so the model prefers real text over noise
         starts = torch.randint(0, len(ids) - 65, (8,))
         batch = torch.stack([ids[s:s + 65] for s in starts])
@@ -87,13 +87,21 @@ def write_hf(out: Path, tok, model) -> Path:
     return out
 
 
+_built: dict[str, tuple[Path, Path]] = {}
+
+
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
-    """(lmforge run dir, HF model dir) holding the same weights."""
-    root = tmp_path_factory.mktemp("eval_models")
-    tok = train_tokenizer()
-    model = train_model(tok)
-    return write_run(root / "tiny-run", tok, model), write_hf(root / "tiny-hf", tok, model)
+    """(lmforge run dir, HF model dir) holding the same weights.
+
+    Built once per session: test modules import this fixture, and pytest would
+    otherwise treat each import as a fixture of its own."""
+    if "pair" not in _built:
+        root = tmp_path_factory.mktemp("eval_models")
+        tok = train_tokenizer()
+        model = train_model(tok)
+        _built["pair"] = write_run(root / "tiny-run", tok, model), write_hf(root / "tiny-hf", tok, model)
+    return _built["pair"]
 
 
 @pytest.fixture(scope="session")

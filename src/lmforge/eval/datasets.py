@@ -47,7 +47,7 @@ def _parse_table(path: Path, delimiter: str, columns: list[str]) -> list[dict]:
     return [dict(zip(header, (v.strip() for v in r))) for r in rows]
 
 
-def read_file_rows(task: Task, path_str: str, labels_str: str) -> list[dict]:
+def read_file_rows(task: Task, path_str: str, labels_str: str, target_str: str) -> list[dict]:
     spec = task.data
     path = task.resolve(path_str)
     fmt = spec.format or _SUFFIX_FORMATS.get(path.suffix, "lines")
@@ -66,12 +66,12 @@ def read_file_rows(task: Task, path_str: str, labels_str: str) -> list[dict]:
         chunks = text.split(spec.separator) if spec.separator else [text]
         rows = [{"text": c} for c in chunks if c.strip()]
     else:  # parallel: aligned source / target line files
-        if not spec.target:
-            raise UserError(f"task {task.name}: the parallel format needs [data] target")
-        src, tgt = _read_text(path).splitlines(), _read_text(task.resolve(spec.target)).splitlines()
+        if not target_str:
+            raise UserError(f"task {task.name}: the parallel format needs a target file for {path.name}")
+        src, tgt = _read_text(path).splitlines(), _read_text(task.resolve(target_str)).splitlines()
         if len(src) != len(tgt):
             raise UserError(f"task {task.name}: {path.name} has {len(src)} lines but "
-                            f"{spec.target} has {len(tgt)}")
+                            f"{target_str} has {len(tgt)}")
         rows = [{"source": s, "target": t} for s, t in zip(src, tgt)]
     if labels_str:
         labels = _read_lines(task.resolve(labels_str))
@@ -90,11 +90,12 @@ def read_file_rows(task: Task, path_str: str, labels_str: str) -> list[dict]:
 
 
 def read_rows(task: Task) -> list[dict]:
-    return read_file_rows(task, task.data.path, task.data.labels)
+    return read_file_rows(task, task.data.path, task.data.labels, task.data.target)
 
 
 def read_fewshot_rows(task: Task) -> list[dict] | None:
     """Rows to draw few-shot examples from; None = the evaluation file itself."""
     if not task.data.fewshot_path:
         return None
-    return read_file_rows(task, task.data.fewshot_path, task.data.fewshot_labels)
+    return read_file_rows(task, task.data.fewshot_path, task.data.fewshot_labels,
+                          task.data.fewshot_target)

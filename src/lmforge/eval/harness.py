@@ -52,7 +52,8 @@ def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int
             "limit": limit, "seed": seed, "seconds": round(time.perf_counter() - started, 2), **out}
 
 
-def _labels(paths: list[Path]) -> list[str]:
+def model_labels(paths: list[Path]) -> list[str]:
+    """Short unique names: the run or model folder, or run/step-N for a checkpoint."""
     labels, seen = [], {}
     for p in paths:
         is_checkpoint = p.name == "best" or p.name.startswith("step-")
@@ -80,7 +81,7 @@ def run_tasks(model_paths: list[str | Path], tasks: list[str], *, limit: int | N
     only returned. Returns {"models": [...], "tasks": [...], "results": {model: {task: result}}}."""
     loaded_tasks = [load_task(t) for t in tasks]   # a typo fails before any model loads
     paths = [Path(p) for p in model_paths]
-    labels = _labels(paths)
+    labels = model_labels(paths)
     results: dict[str, dict] = {}
     for path, label in zip(paths, labels):
         lm = load_lm(path, batch_size=batch_size)

@@ -4,6 +4,8 @@ Every token after the first is scored exactly once: the stream is cut into
 disjoint windows of `window` predicted tokens, and each window is fed together
 with the token before it, so no token is scored twice and none is skipped (the
 lm-evaluation-harness definition of rolling log-likelihood with no extra context).
+This is the fast in-training estimate over a token stream; `lmforge.eval.lm` scores
+texts with lm-eval's exact windows, where the last window also gets full context.
 """
 
 from __future__ import annotations

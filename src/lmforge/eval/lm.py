@@ -8,11 +8,10 @@ Face model are scored by exactly the same code and their numbers compare.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lmforge.eval.likelihood import score_token_stream
+from lmforge.progress import bar
 
 
 class EvalLM:
@@ -36,10 +35,6 @@ class EvalLM:
     def close(self) -> None:
         """Release background resources (an inference engine's thread)."""
 
-    def __call__(self, input_ids: torch.Tensor) -> torch.Tensor:
-        # lets `score_token_stream(self, ...)` treat this object as the model
-        return self.forward(input_ids)
-
     def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         # Trailing spaces belong to the continuation so "Answer: " + "yes" tokenizes like running
         # text; the continuation's tokens are those the whole string adds after the context's.
@@ -54,51 +49,64 @@ class EvalLM:
         ctx = self.encode(context)
         return ctx, whole[len(ctx):]
 
+    def _windows(self, ctx: list[int], cont: list[int]) -> list[tuple[list[int], list[int]]]:
+        """(input ids, targets) pairs whose last logits predict `cont` after `ctx`.
+
+        `cont` is cut into chunks of at most max_length tokens, front to back; each chunk
+        is fed with the max_length tokens before its last one. A short request is one
+        window with the context cut from the left; a long text gets lm-eval's rolling
+        windows exactly (disjoint predictions, the final chunk with full context)."""
+        tokens = ctx + cont
+        windows = []
+        for begin in range(len(ctx), len(tokens), self.max_length):
+            end = min(begin + self.max_length, len(tokens))
+            windows.append((tokens[max(0, end - 1 - self.max_length):end - 1], tokens[begin:end]))
+        return windows
+
     @torch.no_grad()
+    def score_tokens(self, requests: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """For token-id (context, continuation) pairs: log-likelihood and whether it is greedy."""
+        windows = []   # (request index, input ids, targets)
+        for i, (ctx, cont) in enumerate(requests):
+            if not ctx:
+                raise ValueError("a continuation needs at least one context token")
+            windows += [(i, inp, tgt) for inp, tgt in self._windows(ctx, cont)]
+        # longest first: batches of similar length waste less padding
+        windows.sort(key=lambda w: -len(w[1]))
+        ll = [0.0] * len(requests)
+        greedy = [True] * len(requests)
+        for start in bar(range(0, len(windows), self.batch_size), desc=f"{self.name} scoring"):
+            batch_windows = windows[start:start + self.batch_size]
+            width = max(len(inp) for _, inp, _ in batch_windows)
+            batch = torch.zeros(len(batch_windows), width, dtype=torch.long)
+            for j, (_, inp, _) in enumerate(batch_windows):   # right padding: causal attention never sees it
+                batch[j, :len(inp)] = torch.tensor(inp)
+            logprobs = F.log_softmax(self.forward(batch.to(self.device)).float(), dim=-1).cpu()
+            for j, (i, inp, tgt) in enumerate(batch_windows):
+                target = torch.tensor(tgt)
+                lp = logprobs[j, len(inp) - len(tgt):len(inp)]
+                ll[i] += float(lp.gather(1, target.unsqueeze(1)).sum())
+                greedy[i] = greedy[i] and bool((lp.argmax(-1) == target).all())
+        return list(zip(ll, greedy))
+
     def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
         """log P(continuation | context) and whether greedy decoding would produce it."""
-        encoded = [self._encode_pair(c, x) for c, x in requests]
-        # longest first: batches of similar length waste less padding
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))
-        results: list[tuple[float, bool]] = [(0.0, False)] * len(encoded)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
-            inputs, conts = [], []
-            for i in idx:
-                ctx, cont = encoded[i]
-                if not cont:
-                    raise ValueError(f"continuation {requests[i][1]!r} encodes to no tokens")
-                # keep the last max_length+1 tokens; the final one is only predicted, never input
-                inputs.append((ctx + cont)[-(self.max_length + 1):][:-1])
-                conts.append(cont)
-            width = max(len(x) for x in inputs)
-            batch = torch.zeros(len(inputs), width, dtype=torch.long)
-            for j, x in enumerate(inputs):   # right padding: causal attention never sees it
-                batch[j, :len(x)] = torch.tensor(x)
-            logprobs = F.log_softmax(self.forward(batch.to(self.device)).float(), dim=-1).cpu()
-            for j, i in enumerate(idx):
-                n, cont = len(inputs[j]), torch.tensor(conts[j])
-                lp = logprobs[j, n - len(cont):n]
-                ll = float(lp.gather(1, cont.unsqueeze(1)).sum())
-                results[i] = (ll, bool((lp.argmax(-1) == cont).all()))
-        return results
+        pairs = [self._encode_pair(c, x) for c, x in requests]
+        for (_, cont), (_, text) in zip(pairs, requests):
+            if not cont:
+                raise ValueError(f"continuation {text!r} encodes to no tokens")
+        return self.score_tokens(pairs)
 
-    def rolling_tokens(self, text: str) -> tuple[list[int], int]:
-        """The token stream scored for `text` and how many of its tokens get a score."""
+    def rolling_pair(self, text: str) -> tuple[list[int], list[int]]:
+        """(conditioning, scored tokens) for a whole text: every token after the prefix token."""
         tokens = self.encode(text)
         if self.prefix_token_id is None:   # nothing to condition the first token on
-            return tokens, max(len(tokens) - 1, 0)
-        return [self.prefix_token_id] + tokens, len(tokens)
+            return tokens[:1], tokens[1:]
+        return [self.prefix_token_id], tokens
 
     def loglikelihood_rolling(self, texts: list[str]) -> list[float]:
-        """Total log-likelihood of each text, windows of max_length scoring every token once."""
-        out = []
-        for text in texts:
-            stream, _ = self.rolling_tokens(text)
-            nll, _ = score_token_stream(self, np.asarray(stream, dtype=np.int64), self.max_length,
-                                        self.batch_size, self.device)
-            out.append(-nll)
-        return out
+        """Total log-likelihood of each text, in windows of max_length that score every token once."""
+        return [ll for ll, _ in self.score_tokens([self.rolling_pair(t) for t in texts])]
 
     def generate_until(self, requests: list[tuple[str, dict]], seed: int = 0) -> list[str]:
         """Continue each context until one of `until` appears or `max_gen_toks` tokens are made."""

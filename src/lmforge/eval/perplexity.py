@@ -27,7 +27,7 @@ def count_words(text: str) -> int:
 def evaluate_perplexity(lm: EvalLM, texts: list[str]) -> dict:
     lls = lm.loglikelihood_rolling(texts)
     ll = sum(lls)
-    tokens = sum(lm.rolling_tokens(t)[1] for t in texts)
+    tokens = sum(len(lm.rolling_pair(t)[1]) for t in texts)
     words = sum(count_words(t) for t in texts)
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     metrics = {

@@ -41,6 +41,7 @@ class DataSpec:
     adapter: str = ""            # a named row transform (see adapters.py)
     fewshot_path: str = ""       # few-shot examples; default: other rows of the same file
     fewshot_labels: str = ""
+    fewshot_target: str = ""
 
 
 @dataclass

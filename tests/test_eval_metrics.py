@@ -1,0 +1,85 @@
+"""Metric wrappers equal the reference libraries; classification, ranking and agreement helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import sacrebleu
+from rouge_score import rouge_scorer
+
+from lmforge.eval import text_metrics
+from lmforge.eval.classification import accuracy, confusion_matrix, macro_f1
+from lmforge.eval.ranking import bradley_terry, cohen_kappa, leaderboard, pairwise_kappa
+from lmforge.eval.stats import bootstrap_mean_ci, mean_stderr
+
+HYPS = ["the cat sat on the mat", "a dog is running in the park", "ein mann fährt fahrrad", "hello there"]
+REFS = [["the cat is sitting on the mat", "a cat sat on a mat"], ["the dog runs through the park"],
+        ["ein mann fährt ein fahrrad"], ["general kenobi", "hi there"]]
+
+
+def test_bleu_and_chrf_equal_sacrebleu():
+    streams = [[r[0] for r in REFS], [r[1] if len(r) > 1 else None for r in REFS]]
+    ours = text_metrics.bleu(HYPS, REFS, n_bootstrap=1)
+    assert ours["value"] == pytest.approx(sacrebleu.corpus_bleu(HYPS, streams).score, abs=1e-9)
+    assert ours["signature"].startswith("nrefs:var|") and "tok:13a" in ours["signature"]
+    assert text_metrics.chrf(HYPS, REFS, n_bootstrap=1)["value"] == pytest.approx(
+        sacrebleu.corpus_chrf(HYPS, streams).score, abs=1e-9)
+    assert text_metrics.chrf(HYPS, REFS, word_order=2, n_bootstrap=1)["value"] == pytest.approx(
+        sacrebleu.corpus_chrf(HYPS, streams, word_order=2).score, abs=1e-9)
+    with_ci = text_metrics.bleu(HYPS, REFS, n_bootstrap=200)
+    assert with_ci["ci95"][0] <= with_ci["ci95"][1] and "bs:200" in with_ci["signature"]
+
+
+def test_rouge_equals_rouge_score():
+    ours = text_metrics.rouge(HYPS, REFS, use_stemmer=True, n_bootstrap=0)
+    scorer = rouge_scorer.RougeScorer(list(text_metrics.ROUGE_TYPES), use_stemmer=True)
+    for t in text_metrics.ROUGE_TYPES:
+        expected = sum(scorer.score_multi(r, h)[t].fmeasure for h, r in zip(HYPS, REFS)) / len(HYPS)
+        assert ours[t]["value"] == pytest.approx(100 * expected, abs=1e-9)
+
+
+def test_unicode_rouge_keeps_non_latin_text():
+    hyp, ref = ["мама мыла раму"], [["мама мыла окно"]]
+    assert text_metrics.rouge(hyp, ref, types=["rouge1"], n_bootstrap=0)["rouge1"]["value"] == 0.0
+    uni = text_metrics.rouge(hyp, ref, types=["rouge1"], tokenizer="unicode", n_bootstrap=0)
+    assert uni["rouge1"]["value"] == pytest.approx(100 * 2 / 3)
+    # on ASCII text with stemming, the Unicode tokenizer agrees with rouge-score's default
+    latin = text_metrics.rouge(HYPS[:2], REFS[:2], tokenizer="unicode", n_bootstrap=0)
+    default = text_metrics.rouge(HYPS[:2], REFS[:2], n_bootstrap=0)
+    assert latin["rouge1"]["value"] == pytest.approx(default["rouge1"]["value"])
+
+
+def test_classification_metrics():
+    gold = ["pos", "pos", "neg", "neg", "neu"]
+    pred = ["pos", "neg", "neg", "neg", "pos"]
+    assert accuracy(gold, pred) == 0.6
+    labels, counts = confusion_matrix(gold, pred, ["neg", "neu", "pos"])
+    assert counts.tolist() == [[2, 0, 0], [0, 0, 1], [1, 0, 1]]
+    # per-class F1: neg 0.8, neu 0, pos 0.5
+    assert macro_f1(gold, pred) == pytest.approx((0.8 + 0.0 + 0.5) / 3)
+    sklearn = pytest.importorskip("sklearn.metrics")
+    assert macro_f1(gold, pred) == pytest.approx(sklearn.f1_score(gold, pred, average="macro"))
+
+
+def test_stderr_and_bootstrap():
+    values = [1, 0, 1, 1, 0, 1, 0, 1]
+    assert mean_stderr(values) == pytest.approx(math.sqrt(0.267857142857 / 8), rel=1e-6)
+    lo, hi = bootstrap_mean_ci(values, resamples=500, seed=1)
+    assert lo < 0.625 < hi
+
+
+def test_bradley_terry_and_kappa():
+    votes = [("x", "y", "a")] * 8 + [("x", "y", "b")] * 2 + [("y", "z", "a")] * 6 + [("y", "z", "tie")] * 4
+    ratings = bradley_terry(votes, ["x", "y", "z"])
+    assert ratings["x"] > ratings["y"] > ratings["z"]
+    board = leaderboard(votes, ["x", "y", "z"], resamples=50)
+    assert [r["model"] for r in board] == ["x", "y", "z"]
+    assert board[1]["wins"] == 8 and board[1]["ties"] == 4 and board[1]["losses"] == 8
+    assert all(r["ci95"][0] <= r["rating"] <= r["ci95"][1] for r in board)
+    assert cohen_kappa(["a", "b", "a", "a"], ["a", "b", "b", "a"]) == pytest.approx(0.5)
+    sklearn = pytest.importorskip("sklearn.metrics")
+    l1, l2 = list("aabbcabca"), list("abbbcaacc")
+    assert cohen_kappa(l1, l2) == pytest.approx(sklearn.cohen_kappa_score(l1, l2))
+    kappas = pairwise_kappa({"r1": {"i1": "x", "i2": "y"}, "r2": {"i1": "x", "i2": "y", "i3": "x"}})
+    assert kappas == [{"raters": ["r1", "r2"], "items": 2, "kappa": 1.0}]

@@ -1,0 +1,121 @@
+"""Task files, data adapters, prompts and the scoring windows, on small synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmforge.errors import UserError
+from lmforge.eval.datasets import read_rows
+from lmforge.eval.lm import EvalLM
+from lmforge.eval.multiple_choice import evaluate_multiple_choice
+from lmforge.eval.prompts import build_contexts, make_example
+from lmforge.eval.tasks import load_task
+
+
+def write_task(tmp_path, text: str, name: str = "t.toml"):
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+def test_unknown_key_names_the_nearest(tmp_path):
+    path = write_task(tmp_path, 'kind = "perplexity"\n[data]\npaht = "x.txt"\n')
+    with pytest.raises(UserError, match="unknown key 'paht'.*'path'"):
+        load_task(str(path))
+    with pytest.raises(UserError, match="unknown task 'piqq'; did you mean 'piqa'"):
+        load_task("piqq")
+
+
+def test_mmlu_csv_adapter_and_fewshot(tmp_path):
+    (tmp_path / "mmlu.csv").write_text(
+        "What is 2+2?,3,4,5,6,B\nThe sky is?,green,red,blue,black,C\nWater is?,dry,wet,hot,cold,B\n")
+    task = load_task(str(write_task(tmp_path, '''
+kind = "multiple_choice"
+[data]
+path = "mmlu.csv"
+columns = ["question", "A", "B", "C", "D", "answer"]
+adapter = "mmlu"
+[prompt]
+context = "{question}\\n{options}\\nAnswer:"
+choices = ["A", "B", "C", "D"]
+gold = "answer"
+num_fewshot = 1
+''')))
+    examples = [make_example(task, r) for r in read_rows(task)]
+    assert [e.gold for e in examples] == [1, 2, 1]
+    assert examples[0].context == "What is 2+2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:"
+    contexts = build_contexts(task, examples, examples, 1, seed=0, pool_holds_examples=True)
+    for i, ctx in enumerate(contexts):
+        shot, question = ctx.split("\n\n")
+        assert question == examples[i].context and shot != examples[i].context + " " + \
+            examples[i].answers[examples[i].gold]
+        assert shot.endswith(("Answer: B", "Answer: C"))
+
+
+def test_hellaswag_adapter(tmp_path):
+    row = {"activity_label": "Baking", "ctx_a": "A woman mixes flour.", "ctx_b": "she",
+           "endings": ["pours it [title] into a bowl.", "flies away."], "label": "0"}
+    (tmp_path / "hs.jsonl").write_text(json.dumps(row) + "\n")
+    task = load_task(str(write_task(tmp_path, '''
+kind = "multiple_choice"
+[data]
+path = "hs.jsonl"
+adapter = "hellaswag"
+[prompt]
+context = "{query}"
+choices_field = "endings"
+gold = "label"
+''')))
+    ex = make_example(task, read_rows(task)[0])
+    assert ex.context == "Baking: A woman mixes flour. She"
+    assert ex.answers == ["pours it. into a bowl.", "flies away."] and ex.gold == 0
+
+
+class CharLM(EvalLM):
+    """A fake model over characters whose log-probabilities are fixed per next character."""
+    name, max_length, prefix_token_id = "char", 8, 0
+
+    def __init__(self, logp: dict[str, float]):
+        import torch
+        self.table = torch.full((256,), -10.0)
+        for ch, lp in logp.items():
+            self.table[ord(ch)] = lp
+
+    def encode(self, text):
+        return [ord(c) for c in text]
+
+    def forward(self, input_ids):
+        return self.table.expand(*input_ids.shape, 256).clone()
+
+
+def test_windows_score_every_token_once():
+    lm = CharLM({})
+    for n_ctx, n_cont in [(1, 3), (5, 8), (3, 20), (1, 17)]:
+        ctx, cont = list(range(100, 100 + n_ctx)), list(range(200, 200 + n_cont))
+        windows = lm._windows(ctx, cont)
+        assert [t for _, tgt in windows for t in tgt] == cont
+        for inp, tgt in windows:
+            assert 1 <= len(tgt) <= len(inp) <= lm.max_length
+
+
+def test_acc_norm_divides_by_characters(tmp_path):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"q": "Q", "a": "xx", "b": "yyyyyy", "label": 1}) + "\n")
+    task = load_task(str(write_task(tmp_path, '''
+kind = "multiple_choice"
+[data]
+path = "d.jsonl"
+[prompt]
+context = "{q}"
+choices = ["{a}", "{b}"]
+gold = "label"
+target_delimiter = ""
+''')))
+    # per character x costs more than y, but "yyyyyy" is three times longer:
+    # acc picks "xx", acc_norm (log-likelihood per character) picks "yyyyyy"
+    lm = CharLM({"x": -1.0, "y": -0.5})
+    examples = [make_example(task, r) for r in read_rows(task)]
+    out = evaluate_multiple_choice(lm, task, examples, [e.context for e in examples])
+    assert out["metrics"]["acc"]["value"] == 0.0 and out["metrics"]["acc_norm"]["value"] == 1.0
+    log_z = float(lm.table.logsumexp(0))   # forward returns logits; scores are log-softmaxed
+    assert out["samples"][0]["loglikelihoods"] == pytest.approx([2 * (-1 - log_z), 6 * (-0.5 - log_z)])
