@@ -68,3 +68,15 @@ def test_compare_tokenizers_per_language(setup):
     en, zh = report["languages"]["en"], report["languages"]["zh"]
     assert en["bytes_per_token"] > zh["bytes_per_token"] >= 1.0     # trained on English; byte fallback elsewhere
     assert all(v["roundtrip"] == 1.0 for v in report["languages"].values())
+
+
+def test_fast_encoder_matches_tokenizers(setup):
+    pytest.importorskip("tiktoken", reason="tiktoken not installed: shards use tokenizers only")
+    from lmforge.tokenizer.fast import fast_encoder
+    root, _, texts = setup
+    tok = load_tokenizer(root / "tok")
+    sample = texts + ["Tabs\tand  spaces\n\n\r\n 12345 <|end|> naïve 日本語 🙂", "  ", "x" * 5000]
+    fast = fast_encoder(tok, threads=2)
+    assert fast(sample) == [e.ids for e in tok.encode_batch(sample, add_special_tokens=False)]
+    char = train_tokenizer(TokenizerConfig(kind="char"), root / "documents.jsonl", root / "char")
+    assert fast_encoder(char, threads=2) is None

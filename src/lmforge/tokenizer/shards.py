@@ -1,8 +1,9 @@
 """Encode cleaned documents into flat token files (train.bin, val.bin) that training memory-maps.
 
 Each document becomes [BOS] + ids + [EOS]. The split is by document, fixed by the seed,
-and always holds out at least one validation document. Documents are encoded in batches
-with `Tokenizer.encode_batch_fast`, which runs on all cores in Rust.
+and always holds out at least one validation document. Documents are encoded in batches on
+all cores in Rust: with tiktoken when the tokenizer allows it (see fast.py), otherwise with
+`Tokenizer.encode_batch_fast`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,23 @@ import numpy as np
 from lmforge.atomic import atomic_path, write_json
 from lmforge.errors import UserError
 from lmforge.progress import bar
+from lmforge.tokenizer.fast import fast_encoder
 from lmforge.tokenizer.load import load_tokenizer, special_ids, tokenizer_file
 from lmforge.tokenizer.train import iter_texts
 
 _BATCH_DOCS = 512
+_CHECK_DOCS = 32
+
+
+def _choose_encoder(tok, sample: list[str], threads: int):
+    """tiktoken when it gives the same ids as tokenizers on `sample`, else tokenizers."""
+    def hf_encode(batch: list[str]) -> list[list[int]]:
+        return [e.ids for e in tok.encode_batch_fast(batch, add_special_tokens=False)]
+
+    fast = fast_encoder(tok, threads)
+    if fast is not None and fast(sample) == hf_encode(sample):
+        return fast, "tiktoken"
+    return hf_encode, "tokenizers"
 
 
 def _count_lines(path: Path) -> int:
@@ -65,12 +79,14 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
             open(val_tmp, "wb") as val_f, open(txt_tmp, "w", encoding="utf-8", newline="") as txt_f:
         index = 0
         while batch := list(islice(texts, _BATCH_DOCS)):
-            encoded = tok.encode_batch_fast(batch, add_special_tokens=False)
-            for text, enc in zip(batch, encoded):
+            if index == 0:
+                encode, encoder = _choose_encoder(tok, batch[:_CHECK_DOCS], workers or os.cpu_count() or 1)
+            encoded = encode(batch)
+            for text, ids_ in zip(batch, encoded):
                 split = "val" if is_val[index] else "train"
-                arr = np.empty(len(enc.ids) + 2, dtype=dtype)
+                arr = np.empty(len(ids_) + 2, dtype=dtype)
                 arr[0], arr[-1] = bos, eos
-                arr[1:-1] = enc.ids
+                arr[1:-1] = ids_
                 (val_f if split == "val" else train_f).write(arr.tobytes())
                 if split == "val":
                     txt_f.write(("\n\n" if counts["val_docs"] else "") + text)
@@ -82,7 +98,7 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
         progress.close()
 
     meta = {"dtype": np.dtype(dtype).name, "vocab_size": vocab, "bos_id": bos, "eos_id": eos,
-            "pad_id": ids["pad"], **counts, "seed": seed, "val_fraction": val_fraction,
+            "pad_id": ids["pad"], **counts, "seed": seed, "val_fraction": val_fraction, "encoder": encoder,
             "tokenizer_sha256": hashlib.sha256(tokenizer_file(tokenizer_dir).read_bytes()).hexdigest(),
             "documents": str(documents_path)}
     write_json(out_dir / "meta.json", meta)

@@ -21,10 +21,21 @@ from lmforge.tokenizer.config import TokenizerConfig
 from lmforge.tokenizer.load import load_tokenizer
 from lmforge.tokenizer.specials import BOS, CHAT_TEMPLATE, EOS, MASK, PAD, SPECIAL_TOKENS, UNK
 
-# GPT-4's (cl100k) pre-tokenisation: contractions, words with one leading non-letter, numbers of up
-# to 3 digits, punctuation runs, newlines, spaces; tokens never cross these boundaries.
+# Pre-tokenisation regexes: tokens never cross these boundaries. GPT-4's (cl100k) splits
+# contractions, words with one leading non-letter, numbers of up to 3 digits, punctuation runs,
+# newlines and spaces; GPT-2's is the older, simpler one. With split_digits, numbers are split
+# into single digits inside the same regex, which keeps the tokenizer one regex + byte-level,
+# the shape tiktoken also runs (see fast.py).
 GPT4_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
               r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+
+def split_pattern(cfg: TokenizerConfig) -> str:
+    pattern = GPT4_SPLIT if cfg.pretokenizer == "gpt4" else GPT2_SPLIT
+    if cfg.split_digits:
+        pattern = pattern.replace(r"\p{N}{1,3}", r"\p{N}").replace(r" ?\p{N}+", r" ?\p{N}")
+    return pattern
 
 
 def iter_texts(documents_path: Path, max_bytes: int = 0) -> Iterator[str]:
@@ -47,13 +58,9 @@ def iter_texts(documents_path: Path, max_bytes: int = 0) -> Iterator[str]:
 
 def _bpe(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
     tok = Tokenizer(models.BPE())
-    splits = [pre_tokenizers.Digits(individual_digits=True)] if cfg.split_digits else []
-    if cfg.pretokenizer == "gpt4":
-        splits += [pre_tokenizers.Split(Regex(GPT4_SPLIT), behavior="isolated"),
-                   pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-    else:
-        splits += [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]
-    tok.pre_tokenizer = pre_tokenizers.Sequence(splits)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(split_pattern(cfg)), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency,
                                   special_tokens=SPECIAL_TOKENS, show_progress=False,

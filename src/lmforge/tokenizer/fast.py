@@ -1,0 +1,64 @@
+"""A faster encoder for lmforge's byte-level BPE tokenizers, through tiktoken (optional).
+
+A byte-level BPE whose pre-tokenizer is one split regex, trained by `train.py`, gives token ids
+in merge order, which is exactly tiktoken's "rank" model: the same vocabulary and regex in
+tiktoken give the same ids several times faster. `fast_encoder` builds that encoder only when
+the tokenizer has this shape, and `encode_shards` still checks its first batch against
+Hugging Face `tokenizers` and falls back to it on any difference.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from tokenizers import Tokenizer
+
+
+def _byte_of_char() -> dict[str, int]:
+    """Byte-level BPE's printable stand-in character for each byte (GPT-2's table), inverted."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return {c: b for b, c in chars.items()}
+
+
+def _split_regex(spec: dict) -> str | None:
+    """The split regex of a Sequence[Split(regex, isolated), ByteLevel(no regex)] pre-tokenizer."""
+    if not spec or spec.get("type") != "Sequence" or len(spec.get("pretokenizers", [])) != 2:
+        return None
+    split, byte_level = spec["pretokenizers"]
+    if (split.get("type") != "Split" or split.get("behavior") != "Isolated" or split.get("invert")
+            or "Regex" not in split.get("pattern", {})):
+        return None
+    if byte_level.get("type") != "ByteLevel" or byte_level.get("use_regex") or byte_level.get("add_prefix_space"):
+        return None
+    return split["pattern"]["Regex"]
+
+
+def fast_encoder(tok: Tokenizer, threads: int) -> Callable[[list[str]], list[list[int]]] | None:
+    """A batch encoder equivalent to `tok.encode_batch(..., add_special_tokens=False)`, or None."""
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    spec = json.loads(tok.to_str())
+    model = spec["model"]
+    pattern = _split_regex(spec.get("pre_tokenizer"))
+    if (model.get("type") != "BPE" or spec.get("normalizer") or pattern is None or model.get("dropout")
+            or model.get("continuing_subword_prefix") or model.get("end_of_word_suffix")
+            or model.get("byte_fallback")):
+        return None
+    specials = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    table = _byte_of_char()
+    try:
+        ranks = {bytes(table[ch] for ch in token): i for token, i in model["vocab"].items()
+                 if token not in specials}
+        enc = tiktoken.Encoding("lmforge", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
+    except (KeyError, ValueError):
+        return None
+    return lambda texts: enc.encode_batch(texts, num_threads=threads, allowed_special="all")
