@@ -159,3 +159,14 @@ def test_crawler_honours_robots_and_stays_on_site(tmp_path):
     assert [Path(d["path"]).name for d in docs] == ["index.html", "a.html"]    # b.html is depth 2
     reasons = {Path(r["path"]).name: r["reason"] for r in read_jsonl(tmp_path / "web" / "removed.jsonl")}
     assert reasons == {"p.html": "disallowed by robots.txt", "img.png": "content type image/png"}
+
+
+def test_big_jsonl_is_split_into_byte_ranges(tmp_path, monkeypatch):
+    from lmforge.data import sources
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps({"text": PARA.format(n=i)}) + "\n" for i in range(50)))
+    monkeypatch.setattr(sources, "PART_BYTES", 1000)      # ~5 records per part, cut mid-line
+    stats = run_pipeline(files(path, steps=["normalize"]), tmp_path / "out", workers=1)
+    assert stats["sources"]["mine"]["units"] > 5
+    texts = [d["text"] for d in read_jsonl(tmp_path / "out" / "documents.jsonl")]
+    assert texts == [PARA.format(n=i) for i in range(50)]

@@ -93,6 +93,33 @@ def read_texts(path: Path, text_field: str) -> Iterator[tuple[str, str]]:
             yield str(path), f.read()
 
 
+def jsonl_ranges(path: Path, part_bytes: int) -> list[tuple[int, int]]:
+    """Byte ranges that cut a big uncompressed .jsonl file into parts for parallel workers."""
+    size = path.stat().st_size
+    return [(start, min(start + part_bytes, size)) for start in range(0, max(size, 1), part_bytes)]
+
+
+def read_jsonl_range(path: Path, start: int, end: int, text_field: str) -> Iterator[tuple[str, str]]:
+    """Records of `path` whose line starts in [start, end); the line cut at `start` belongs to
+    the previous range."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        if start:
+            f.readline()
+        while f.tell() < end:
+            offset = f.tell()
+            line = f.readline()
+            if not line:
+                return
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line.decode("utf-8", "surrogateescape"))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path} byte {offset}: invalid JSON ({e.msg})") from None
+            yield f"{path}@{offset}", _field(row, path, f"byte {offset}", text_field)
+
+
 def _field(row, path: Path, where: str, text_field: str) -> str:
     if isinstance(row, str):
         return row

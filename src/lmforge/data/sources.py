@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import glob
+import re
 import os
 import sys
 import sysconfig
@@ -18,7 +19,7 @@ from typing import Iterator
 
 from lmforge.data.config import SourceConfig
 from lmforge.data.crawl import crawl
-from lmforge.data.extract import Skip, read_texts
+from lmforge.data.extract import Skip, jsonl_ranges, read_jsonl_range, read_texts
 from lmforge.errors import UserError
 
 Item = tuple[str, "str | Skip"]
@@ -26,6 +27,10 @@ Item = tuple[str, "str | Skip"]
 _STDLIB_SKIP_DIRS = {"test", "tests", "idle_test", "idlelib", "__pycache__", "site-packages",
                      "turtledemo", "lib2to3"}
 _TOPICS_UNIT = "pydoc_data.topics"
+# Uncompressed .jsonl files bigger than this are read as several units, so that one big
+# file still keeps every worker busy (a unit is then "path#start-end").
+PART_BYTES = 64 << 20
+_RANGE = re.compile(r"^(.*)#(\d+)-(\d+)$")
 
 
 def stdlib_files() -> list[Path]:
@@ -98,7 +103,11 @@ class Source:
         elif kind == "python_source":
             yield unit, Path(unit).read_text(encoding="utf-8", errors="surrogateescape")
         elif kind == "files":
-            yield from read_texts(Path(unit), self.cfg.text_field)
+            part = _RANGE.match(unit) if not os.path.exists(unit) else None
+            if part:
+                yield from read_jsonl_range(Path(part[1]), int(part[2]), int(part[3]), self.cfg.text_field)
+            else:
+                yield from read_texts(Path(unit), self.cfg.text_field)
         elif kind == "url":
             for url, *rest in crawl(unit, max_pages=self.cfg.max_pages, max_depth=self.cfg.max_depth,
                                     delay_s=self.cfg.delay_s, same_site=self.cfg.same_site):
@@ -134,7 +143,13 @@ class Source:
         files = sorted(m for m in matches if os.path.isfile(m))
         if not files:
             raise UserError(f"source '{self.cfg.label()}': no files match {self.cfg.path}")
-        return files
+        units = []
+        for f in files:
+            if f.lower().endswith(".jsonl") and os.path.getsize(f) > PART_BYTES:
+                units += [f"{f}#{a}-{b}" for a, b in jsonl_ranges(Path(f), PART_BYTES)]
+            else:
+                units.append(f)
+        return units
 
 
 def _hf_rows(cfg: SourceConfig) -> Iterator[Item]:
