@@ -51,7 +51,7 @@ def iter_texts(documents_path: Path, max_bytes: int = 0) -> Iterator[str]:
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise UserError(f"{documents_path} line {n}: not a JSON object with a 'text' field") from None
             yield text
-            seen += len(text)
+            seen += len(text.encode("utf-8")) if max_bytes else 0
             if max_bytes and seen >= max_bytes:
                 return
 
