@@ -16,12 +16,28 @@ import random
 import secrets
 from pathlib import Path
 
+from pydantic import BaseModel, Field
+
 from lmforge.errors import UserError
 from lmforge.eval.arena_store import OUTCOMES, ArenaStore
 from lmforge.eval.ranking import leaderboard, pairwise_kappa
 from lmforge.progress import bar
 
 STATIC = Path(__file__).parent / "static"
+
+
+class Vote(BaseModel):
+    token: str
+    rater: str = Field(min_length=1, max_length=100)
+    outcome: str
+
+
+class Rating(BaseModel):
+    token: str
+    rater: str = Field(min_length=1, max_length=100)
+    side: str
+    score: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=5000)
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -68,25 +84,12 @@ def prepare_answers(store: ArenaStore, model_paths: list[str | Path], prompts: l
 def create_app(store: ArenaStore, models: list[str], seed: int = 0):
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, PlainTextResponse
-    from pydantic import BaseModel, Field
 
     prompt_ids = [pid for pid, _ in store.prompts() if all(store.answer(pid, m) is not None for m in models)]
     order = [(pid, a, b) for pid in prompt_ids for a, b in itertools.combinations(sorted(models), 2)]
     random.Random(seed).shuffle(order)
     shown: dict[str, tuple[int, str, str]] = {}   # token -> (prompt, model A, model B)
     app = FastAPI(title="lmforge arena")
-
-    class Vote(BaseModel):
-        token: str
-        rater: str = Field(min_length=1, max_length=100)
-        outcome: str
-
-    class Rating(BaseModel):
-        token: str
-        rater: str = Field(min_length=1, max_length=100)
-        side: str
-        score: int = Field(ge=1, le=5)
-        comment: str = Field(default="", max_length=5000)
 
     def lookup(token: str) -> tuple[int, str, str]:
         if token not in shown:

@@ -13,10 +13,10 @@ def score_texts(task: Task, hypotheses: list[str], references: list[list[str]], 
     out = {}
     if "bleu" in m.names:
         out["bleu"] = text_metrics.bleu(hypotheses, references, tokenize=m.bleu_tokenize or None,
-                                        n_bootstrap=m.bootstrap)
+                                        n_bootstrap=m.bootstrap, seed=seed)
     if "chrf" in m.names:
         out["chrf"] = text_metrics.chrf(hypotheses, references, word_order=m.chrf_word_order,
-                                        n_bootstrap=m.bootstrap)
+                                        n_bootstrap=m.bootstrap, seed=seed)
     if "rouge" in m.names:
         out.update(text_metrics.rouge(hypotheses, references, types=m.rouge_types,
                                       use_stemmer=m.rouge_stemmer, tokenizer=m.rouge_tokenizer,

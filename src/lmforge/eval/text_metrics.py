@@ -12,7 +12,7 @@ import re
 import numpy as np
 from rouge_score import rouge_scorer
 
-from lmforge.eval.stats import bootstrap_mean_ci
+from lmforge.eval.stats import bootstrap_ci, bootstrap_mean_ci
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -24,28 +24,32 @@ def _reference_streams(references: list[list[str]]) -> list[list[str | None]]:
 
 
 def _sacrebleu_result(metric, hypotheses: list[str], references: list[list[str]],
-                      n_bootstrap: int) -> dict:
-    score = metric.corpus_score(hypotheses, _reference_streams(references), n_bootstrap=n_bootstrap)
-    out = {"value": float(score.score), "signature": str(metric.get_signature())}
+                      n_bootstrap: int, seed: int) -> dict:
+    streams = _reference_streams(references)
+    out = {"value": float(metric.corpus_score(hypotheses, streams).score),
+           "signature": str(metric.get_signature())}
     if n_bootstrap > 1:
-        # sacrebleu's bootstrap: resampled corpus scores, interval = mean ± 1.96 std
-        half = float(score._ci)
-        out["ci95"] = [float(score._mean) - half, float(score._mean) + half]
+        # Resample sentences and rescore from sacrebleu's own per-sentence statistics, as its
+        # paired bootstrap does; its built-in CI fails under numpy 2 on mixed float types.
+        stats = np.asarray(metric._extract_corpus_statistics(hypotheses, streams), dtype=np.float64)
+        out["ci95"] = list(bootstrap_ci(len(hypotheses), lambda idx: float(
+            metric._compute_score_from_stats(stats[idx].sum(axis=0)).score),
+            resamples=n_bootstrap, seed=seed))
     return out
 
 
 def bleu(hypotheses: list[str], references: list[list[str]], *, tokenize: str | None = None,
-         n_bootstrap: int = 1000) -> dict:
+         n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Corpus BLEU (0-100). `tokenize` None = sacrebleu's default (13a)."""
     from sacrebleu.metrics import BLEU
-    return _sacrebleu_result(BLEU(tokenize=tokenize), hypotheses, references, n_bootstrap)
+    return _sacrebleu_result(BLEU(tokenize=tokenize), hypotheses, references, n_bootstrap, seed)
 
 
 def chrf(hypotheses: list[str], references: list[list[str]], *, word_order: int = 0,
-         n_bootstrap: int = 1000) -> dict:
+         n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Corpus chrF (0-100); word_order=2 gives chrF++."""
     from sacrebleu.metrics import CHRF
-    return _sacrebleu_result(CHRF(word_order=word_order), hypotheses, references, n_bootstrap)
+    return _sacrebleu_result(CHRF(word_order=word_order), hypotheses, references, n_bootstrap, seed)
 
 
 class UnicodeTokenizer:
