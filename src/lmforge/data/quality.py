@@ -124,9 +124,8 @@ class Quality(Step):
                 return rule, f"{value:.2f} > {limit}"
         if len(words) < 2:
             return None
-        # A word's id is the position of its first occurrence: equal words, equal ids.
-        vocab: dict[str, int] = {}
-        ids = np.fromiter(map(vocab.setdefault, words, range(len(words))), dtype=np.uint64, count=len(words))
+        # Python's string hash as the word id: equal words, equal ids, and no dict to fill.
+        ids = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
         lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         total = int(lengths.sum()) or 1
         cum = np.concatenate(([0], np.cumsum(lengths)))
