@@ -66,7 +66,7 @@ def prepare_answers(store: ArenaStore, model_paths: list[str | Path], prompts: l
     if len(model_paths) < 2:
         raise UserError("the arena needs at least two models to compare")
     store.add_prompts(prompts)
-    wanted = {text for text in prompts}
+    wanted = set(prompts)
     items = [(pid, text) for pid, text in store.prompts() if text in wanted]
     labels = model_labels([Path(p) for p in model_paths])
     for path, label in zip(model_paths, labels):

@@ -14,9 +14,16 @@ class EvalConfig:
     temperature: float = 0.8
     top_k: int = 50
     max_val_tokens: int = 0          # 0 = score the whole validation split
+    limit: int = 0                   # `lmforge eval`: examples per task, 0 = all
+    num_fewshot: int = -1            # -1 = each task file's own num_fewshot
+    seed: int = 0                    # few-shot draws, sampling and bootstrap resamples
+    batch_size: int = 8              # sequences per forward pass when scoring
+    compare: list[str] = field(default_factory=list)   # other runs / HF model dirs to evaluate alongside
 
     def validate(self) -> None:
         if self.samples < 0 or self.sample_tokens < 1:
             raise ValueError("samples must be >= 0 and sample_tokens >= 1")
         if self.temperature < 0:
             raise ValueError(f"temperature: got {self.temperature}, must be >= 0")
+        if self.limit < 0 or self.num_fewshot < -1 or self.batch_size < 1:
+            raise ValueError("limit must be >= 0, num_fewshot >= -1 and batch_size >= 1")

@@ -29,7 +29,8 @@ from lmforge.eval.tasks import Task, load_task
 def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int = 0,
                   num_fewshot: int | None = None) -> dict:
     """Score one model on one task; returns metrics, settings and per-example samples."""
-    shots = task.prompt.num_fewshot if num_fewshot is None else num_fewshot
+    shots = task.prompt.num_fewshot if num_fewshot is None or num_fewshot < 0 else num_fewshot
+    limit = limit or None   # 0 means no limit, as in the recipe's [eval] limit
     rows = read_rows(task)
     started = time.perf_counter()
     if task.kind == "perplexity":

@@ -111,7 +111,7 @@ class EvalLM:
     def generate_until(self, requests: list[tuple[str, dict]], seed: int = 0) -> list[str]:
         """Continue each context until one of `until` appears or `max_gen_toks` tokens are made."""
         outs = []
-        for context, kwargs in requests:
+        for context, kwargs in bar(requests, desc=f"{self.name} generating"):
             until = list(kwargs.get("until", []))
             text = self.generate(context, max_tokens=int(kwargs.get("max_gen_toks", 128)), stop=until,
                                  temperature=float(kwargs.get("temperature", 0.0)), seed=seed)
