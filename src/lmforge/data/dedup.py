@@ -66,8 +66,8 @@ class ExactDedup(GlobalStep):
                 "lines_removed": self.lines_removed}
 
 
-_PRIME = np.uint64((1 << 61) - 1)
 _MASK32 = np.uint64(0xFFFFFFFF)
+_SHIFT32 = np.uint64(32)
 
 
 def shingle_hashes(text: str, n: int) -> np.ndarray:
@@ -86,33 +86,35 @@ def shingle_hashes(text: str, n: int) -> np.ndarray:
 class MinHashDedup(GlobalStep):
     """Near-duplicates: word 5-gram shingles, 14 bands x 8 rows (~0.72 Jaccard at 50% recall).
 
-    The signature is min over shingles of (a*h + b) mod (2**61 - 1) per permutation, in numpy;
-    datasketch's MinHashLSH indexes the bands. A document whose signature shares a band with an
+    Each of the bands*rows hash functions is multiply-shift hashing, (a*h + b) >> 32 on 64-bit
+    words (no modulo: a few vector operations per shingle); the signature is the minimum over
+    shingles. datasketch's MinHashLSH indexes the bands, in the main process only. A document whose signature shares a band with an
     earlier kept document is removed; as in datatrove and dolma, LSH candidates are not
     re-checked with exact Jaccard.
     """
     name = "minhash"
 
     def __init__(self, cfg: MinHashConfig, seed: int):
-        from datasketch import MinHashLSH
         self.cfg = cfg
         self.seed = seed
-        num_perm = cfg.bands * cfg.rows
         rng = np.random.default_rng(seed)
-        # a, b < 2**32 so that a*h + b (h < 2**32) cannot overflow 64 bits.
-        self.a = rng.integers(1, 1 << 32, size=num_perm, dtype=np.uint64)
-        self.b = rng.integers(0, 1 << 32, size=num_perm, dtype=np.uint64)
-        self.lsh = MinHashLSH(num_perm=num_perm, params=(cfg.bands, cfg.rows))
+        num_perm = cfg.bands * cfg.rows
+        self.a = rng.integers(1, 1 << 63, size=num_perm, dtype=np.uint64) | np.uint64(1)   # odd
+        self.b = rng.integers(0, 1 << 63, size=num_perm, dtype=np.uint64)
+        self.lsh = None          # built on first decide: worker processes never import datasketch
         self.cluster_of: Counter[str] = Counter()
 
     def apply(self, doc, rec: Record):
         h = shingle_hashes(doc.text, self.cfg.ngram)
-        signature = ((h[:, None] * self.a + self.b) % _PRIME).min(axis=0) & _MASK32
+        with np.errstate(over="ignore"):          # wrap-around is the point of multiply-shift
+            signature = ((h[:, None] * self.a + self.b) >> _SHIFT32).min(axis=0)
         rec.key = (doc.id, signature)
         return doc
 
     def decide(self, key, doc):
-        from datasketch import LeanMinHash
+        from datasketch import LeanMinHash, MinHashLSH
+        if self.lsh is None:
+            self.lsh = MinHashLSH(num_perm=len(self.a), params=(self.cfg.bands, self.cfg.rows))
         doc_id, signature = key
         m = LeanMinHash(seed=self.seed, hashvalues=signature, scheme="legacy")
         similar = self.lsh.query(m)
