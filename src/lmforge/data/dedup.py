@@ -88,41 +88,41 @@ class MinHashDedup(GlobalStep):
 
     Each of the bands*rows hash functions is multiply-shift hashing, (a*h + b) >> 32 on 64-bit
     words (no modulo: a few vector operations per shingle); the signature is the minimum over
-    shingles. datasketch's MinHashLSH indexes the bands, in the main process only. A document whose signature shares a band with an
-    earlier kept document is removed; as in datatrove and dolma, LSH candidates are not
-    re-checked with exact Jaccard.
+    shingles. Workers fold each band's rows into one 64-bit key; the main process keeps one
+    dict per band (LSH banding). A document sharing a band key with an earlier kept document is
+    removed; as in datatrove and dolma, candidates are not re-checked with exact Jaccard.
+    Memory: about 1 KB per kept document.
     """
     name = "minhash"
 
     def __init__(self, cfg: MinHashConfig, seed: int):
         self.cfg = cfg
-        self.seed = seed
         rng = np.random.default_rng(seed)
         num_perm = cfg.bands * cfg.rows
         self.a = rng.integers(1, 1 << 63, size=num_perm, dtype=np.uint64) | np.uint64(1)   # odd
         self.b = rng.integers(0, 1 << 63, size=num_perm, dtype=np.uint64)
-        self.lsh = None          # built on first decide: worker processes never import datasketch
+        with np.errstate(over="ignore"):
+            self.fold = np.uint64(1_000_003) ** np.arange(cfg.rows, dtype=np.uint64)
+        self.buckets: list[dict[int, str]] = [{} for _ in range(cfg.bands)]
         self.cluster_of: Counter[str] = Counter()
 
     def apply(self, doc, rec: Record):
         h = shingle_hashes(doc.text, self.cfg.ngram)
         with np.errstate(over="ignore"):          # wrap-around is the point of multiply-shift
             signature = ((h[:, None] * self.a + self.b) >> _SHIFT32).min(axis=0)
-        rec.key = (doc.id, signature)
+            bands = (signature.reshape(self.cfg.bands, self.cfg.rows) * self.fold).sum(axis=1)
+        rec.key = (doc.id, bands.tolist())
         return doc
 
     def decide(self, key, doc):
-        from datasketch import LeanMinHash, MinHashLSH
-        if self.lsh is None:
-            self.lsh = MinHashLSH(num_perm=len(self.a), params=(self.cfg.bands, self.cfg.rows))
-        doc_id, signature = key
-        m = LeanMinHash(seed=self.seed, hashvalues=signature, scheme="legacy")
-        similar = self.lsh.query(m)
-        if similar:
-            first = min(similar)
-            self.cluster_of[first] += 1
-            return f"near duplicate of {first}"
-        self.lsh.insert(doc_id, m, check_duplication=False)
+        doc_id, bands = key
+        for bucket, band in zip(self.buckets, bands):
+            first = bucket.get(band)
+            if first is not None:
+                self.cluster_of[first] += 1
+                return f"near duplicate of {first}"
+        for bucket, band in zip(self.buckets, bands):
+            bucket[band] = doc_id
         return None
 
     def summary(self) -> dict:
