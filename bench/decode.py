@@ -39,14 +39,22 @@ def hf_twin(model: Transformer) -> LlamaForCausalLM:
     return hf.to(next(model.parameters()).dtype).eval()
 
 
-def best_time(fn, repeats: int) -> float:
-    fn()   # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+def best_times(fns: list, repeats: int) -> tuple[list[float], list[float]]:
+    """Best wall and process-CPU time of each function.
+
+    Rounds interleave the functions so a busy machine hurts all alike; CPU time is reported
+    too because on a shared machine it is much steadier than wall time (with --threads 1 it
+    is the work done, without the time spent waiting for a core).
+    """
+    wall, cpu = [float("inf")] * len(fns), [float("inf")] * len(fns)
+    for round_ in range(repeats + 1):
+        for i, fn in enumerate(fns):
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            if round_:   # round 0 is the warm-up
+                wall[i] = min(wall[i], time.perf_counter() - t)
+                cpu[i] = min(cpu[i], time.process_time() - c)
+    return wall, cpu
 
 
 def bench(name: str, cfg: ModelConfig, tokenizer, dtype, new_tokens: int, prompt_len: int, repeats: int) -> dict:
@@ -62,15 +70,14 @@ def bench(name: str, cfg: ModelConfig, tokenizer, dtype, new_tokens: int, prompt
         with torch.inference_mode():
             theirs = hf.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                                  use_cache=True, pad_token_id=0)[0, prompt_len:].tolist()
-        t_ours = best_time(lambda: engine.generate(prompt, max_tokens=new_tokens, temperature=0,
-                                                   ignore_eos=True), repeats)
-
         def hf_run():
             with torch.inference_mode():
                 hf.generate(ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                             use_cache=True, pad_token_id=0)
-        t_hf = best_time(hf_run, repeats)
-        t_prefill = best_time(lambda: engine.generate(long_prompt, max_tokens=1, temperature=0), repeats)
+        (t_ours, t_hf, t_prefill), (c_ours, c_hf, _) = best_times([
+            lambda: engine.generate(prompt, max_tokens=new_tokens, temperature=0, ignore_eos=True),
+            hf_run,
+            lambda: engine.generate(long_prompt, max_tokens=1, temperature=0)], repeats)
     finally:
         engine.close()
     return {
@@ -78,7 +85,7 @@ def bench(name: str, cfg: ModelConfig, tokenizer, dtype, new_tokens: int, prompt
         "dtype": str(dtype).removeprefix("torch."), "new_tokens": new_tokens,
         "lmforge_tokens_per_s": round(new_tokens / t_ours, 1), "hf_tokens_per_s": round(new_tokens / t_hf, 1),
         "ratio": round(t_hf / t_ours, 2), "prefill_tokens_per_s": round(len(long_prompt) / t_prefill, 1),
-        "same_tokens_as_hf": ours.token_ids == theirs,
+        "cpu_ratio": round(c_hf / c_ours, 2), "same_tokens_as_hf": ours.token_ids == theirs,
     }
 
 

@@ -11,6 +11,7 @@ import torch
 from lmforge.errors import UserError
 from lmforge.infer.engine import Engine
 from lmforge.infer.tiny import make_tiny_run
+from lmforge.train.checkpoint import load_model
 
 GREEDY = dict(temperature=0, ignore_eos=True)
 
@@ -23,13 +24,21 @@ def run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(run):
     e = Engine.from_run(run, max_batch=4, prefill_chunk=16)
+    e.reference_run = run
     yield e
     e.close()
 
 
+_reference = {}
+
+
 def full_forward_logits(engine, ids):
+    """Logits of the whole sequence from an independently loaded copy of the model, no cache."""
+    run = engine.reference_run
+    if run not in _reference:
+        _reference[run] = load_model(run)
     with torch.inference_mode():
-        return engine.model(torch.tensor([ids]))[0].float()
+        return _reference[run](torch.tensor([ids]))[0].float()
 
 
 def test_greedy_matches_full_recomputation(engine):
