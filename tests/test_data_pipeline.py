@@ -52,6 +52,7 @@ def test_files_all_formats_stats_and_card(corpus, tmp_path):
     stats = run_pipeline(files(corpus), out, workers=1)
     docs = read_jsonl(out / "documents.jsonl")
     assert len(docs) == 10 - 1          # 10 texts, one exact duplicate (line 3 of d.jsonl)
+    assert not (out / "documents.jsonl.tmp").exists()
     assert {"id", "text", "source", "path", "licence", "sha256", "retrieved_at"} <= docs[0].keys()
     assert all(d["licence"] == "CC0-1.0" and d["source"] == "mine" for d in docs)
     html = next(d for d in docs if d["path"].endswith("c.html"))

@@ -143,3 +143,9 @@ def test_config_defaults_and_validation():
         from_dict(DataConfig, {"steps": ["normalize", "dedupe"]}, "recipe.data")
     with pytest.raises(UserError, match="needs a path"):
         from_dict(DataConfig, {"sources": [{"kind": "files"}]}, "recipe.data")
+
+
+def test_sources_need_distinct_labels():
+    with pytest.raises(UserError, match="two sources are labelled 'files'"):
+        from_dict(DataConfig, {"sources": [{"kind": "files", "path": "a"}, {"kind": "files", "path": "b"}]},
+                  "recipe.data")

@@ -165,6 +165,10 @@ class DataConfig:
     def validate(self) -> None:
         if not self.sources:
             raise ValueError("sources: at least one source is needed")
+        labels = [src.label() for src in self.sources]
+        for label in labels:
+            if labels.count(label) > 1:
+                raise ValueError(f"sources: two sources are labelled '{label}'; give each a distinct name")
         if len(set(self.steps)) != len(self.steps):
             raise ValueError(f"steps: a step is listed twice in {self.steps}")
         if self.min_chars < 0 or self.max_docs < 0:

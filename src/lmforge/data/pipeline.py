@@ -135,6 +135,7 @@ def run_pipeline(cfg: DataConfig, out_dir: Path, *, workers: int | None = None,
         return done
     if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise UserError(f"shard {shard[0]}/{shard[1]}: need 0 <= index < count")
+    (out_dir / "stats.json").unlink(missing_ok=True)    # outputs of an older run are not complete any more
     start = time.time()
     workers = workers or os.cpu_count() or 1
     sources = [Source(s) for s in cfg.sources]
@@ -163,8 +164,9 @@ def run_pipeline(cfg: DataConfig, out_dir: Path, *, workers: int | None = None,
                 if item[0] == "skip":
                     _, src_index, location, reason = item
                     per_source[src_index]["skipped_inputs"] += 1
-                    skipped.append({"source": sources[src_index].cfg.label(), "path": location,
-                                    "reason": reason})
+                    if len(skipped) < 200:          # all of them are in removed.jsonl
+                        skipped.append({"source": sources[src_index].cfg.label(), "path": location,
+                                        "reason": reason})
                     removed_f.write(json.dumps({"id": None, "source": sources[src_index].cfg.label(),
                                                 "path": location, "step": "extract",
                                                 "reason": reason}, ensure_ascii=False) + "\n")
@@ -202,7 +204,7 @@ def run_pipeline(cfg: DataConfig, out_dir: Path, *, workers: int | None = None,
         "removed_by_step": dict(removed_by.most_common()),
         "pii": _pii_counts(step_stats),
         "output": output.to_dict(),
-        "skipped_inputs": skipped[:200],
+        "skipped_inputs": skipped,
     }
     write_text(out_dir / "data_card.md", data_card(stats, cfg))
     write_json(out_dir / "stats.json", stats)       # last: its presence marks the run complete
