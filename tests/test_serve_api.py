@@ -213,3 +213,14 @@ def test_serve_refuses_public_host_without_key(run, monkeypatch):
     monkeypatch.delenv("LMFORGE_API_KEY", raising=False)
     with pytest.raises(UserError, match="without an API key"):
         serve(run, host="0.0.0.0")
+
+
+def test_client_disconnect_frees_the_sequence(server, engine):
+    body = {"model": "tiny", "prompt": "Disconnect", "max_tokens": 60, "stream": True, "ignore_eos": True}
+    with httpx.stream("POST", server + "/v1/completions", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {KEY}"}) as r:
+        next(r.iter_lines())
+    deadline = time.time() + 10
+    while engine.scheduler.occupancy and time.time() < deadline:
+        time.sleep(0.02)
+    assert engine.scheduler.occupancy == 0
