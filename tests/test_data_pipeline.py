@@ -52,7 +52,7 @@ def test_files_all_formats_stats_and_card(corpus, tmp_path):
     stats = run_pipeline(files(corpus), out, workers=1)
     docs = read_jsonl(out / "documents.jsonl")
     assert len(docs) == 10 - 1          # 10 texts, one exact duplicate (line 3 of d.jsonl)
-    assert not (out / "documents.jsonl.tmp").exists()
+    assert not list(out.glob(".*.tmp"))       # atomic writes left no temporary files
     assert {"id", "text", "source", "path", "licence", "sha256", "retrieved_at"} <= docs[0].keys()
     assert all(d["licence"] == "CC0-1.0" and d["source"] == "mine" for d in docs)
     html = next(d for d in docs if d["path"].endswith("c.html"))
@@ -100,7 +100,7 @@ def test_bad_inputs_are_one_line_user_errors(tmp_path):
     (empty / "x.bin").write_bytes(b"\x00\x01" * 100)
     with pytest.raises(UserError, match=r"source 'mine' \(.*binonly\) yielded no documents"):
         run_pipeline(files(empty), tmp_path / "o1", workers=1)
-    assert not (tmp_path / "o1" / "documents.jsonl").exists()
+    assert not (tmp_path / "o1" / "documents.jsonl").exists() and not list((tmp_path / "o1").glob(".*"))
     with pytest.raises(UserError, match="path not found"):
         run_pipeline(files(tmp_path / "missing"), tmp_path / "o2", workers=1)
     short = tmp_path / "short.txt"
