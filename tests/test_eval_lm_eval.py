@@ -89,3 +89,19 @@ def test_bits_per_byte_equals_lm_eval_simple_evaluate(tiny_run, hf_dir, corpus_t
     for name in ("bits_per_byte", "byte_perplexity", "word_perplexity"):
         assert ours[name]["value"] == pytest.approx(hf[name], abs=1e-4, rel=1e-5), name
         assert ours[name]["value"] == pytest.approx(adapter[name], abs=1e-4, rel=1e-5), name
+
+
+def test_adapter_answers_all_request_types(tiny_run):
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.registry import get_model
+
+    import lmforge.eval.lm_eval_adapter  # noqa: F401  (registers "lmforge")
+    lm = get_model("lmforge").create_from_arg_string(f"pretrained={tiny_run},batch_size=2",
+                                                     {"device": "cpu", "max_batch_size": None})
+    assert get_model("hf") is not None    # registering ours keeps lm-eval's built-in models
+    ll = lm.loglikelihood([Instance("loglikelihood", {}, ("The cat sat on", " the mat"), 0)])
+    assert ll[0][0] < 0 and isinstance(ll[0][1], bool)
+    out = lm.generate_until([Instance("generate_until", {}, ("The cat", {"until": "\n", "max_gen_toks": 5}), 0),
+                             Instance("generate_until", {}, ("A man", {"until": ["."], "do_sample": False}), 1)])
+    assert len(out) == 2 and "\n" not in out[0] and "." not in out[1]
+    assert lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (DOCS[0],), 0)])[0] < 0

@@ -130,5 +130,5 @@ def format_table(results: dict) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     signatures = {e["signature"] for m in models for t in results["tasks"]
-                  for e in results["results"][m][t]["metrics"].values() if "signature" in e}
+                  for e in results["results"][m].get(t, {}).get("metrics", {}).values() if "signature" in e}
     return "\n".join(lines + [f"sacrebleu: {s}" for s in sorted(signatures)])

@@ -112,9 +112,12 @@ class EvalLM:
         """Continue each context until one of `until` appears or `max_gen_toks` tokens are made."""
         outs = []
         for context, kwargs in bar(requests, desc=f"{self.name} generating"):
-            until = list(kwargs.get("until", []))
+            until = kwargs.get("until", [])
+            until = [until] if isinstance(until, str) else list(until)
+            # lm-eval asks for sampling with do_sample and may leave the temperature unset
+            temperature = kwargs.get("temperature", 1.0 if kwargs.get("do_sample") else 0.0)
             text = self.generate(context, max_tokens=int(kwargs.get("max_gen_toks", 128)), stop=until,
-                                 temperature=float(kwargs.get("temperature", 0.0)), seed=seed)
+                                 temperature=float(temperature), seed=seed)
             outs.append(cut_at_stop(text, until))
         return outs
 

@@ -14,6 +14,7 @@ The three request types go straight to lmforge's own implementations in
 from __future__ import annotations
 
 import lm_eval.models  # noqa: F401  (lm-eval loads its own models only into an empty registry)
+import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
@@ -22,11 +23,13 @@ from lmforge.eval.backends import load_lm
 
 @register_model("lmforge")
 class LmforgeEvalHarnessLM(LM):
-    def __init__(self, pretrained: str, batch_size: int | str = 8, seed: int = 0, **_ignored) -> None:
+    def __init__(self, pretrained: str, batch_size: int | str = 8, device: str | None = None,
+                 seed: int = 0, **_unused) -> None:
+        # _unused: options lm-eval passes to every model (max_batch_size, ...) that do not apply here
         super().__init__()
         # "auto" batch sizing is an HF-model feature; lmforge models are small, a fixed size is fine
         size = 8 if str(batch_size).startswith("auto") else int(batch_size)
-        self.lm = load_lm(pretrained, batch_size=size)
+        self.lm = load_lm(pretrained, device=torch.device(device) if device else None, batch_size=size)
         self.seed = int(seed)
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
