@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import threading
 from functools import partial
@@ -124,9 +125,7 @@ def test_hf_source_reads_local_files_or_explains_what_is_missing(tmp_path):
     data = tmp_path / "rows.jsonl"
     data.write_text("\n".join(json.dumps({"body": PARA.format(n=i)}) for i in range(3)))
     cfg = DataConfig(sources=[SourceConfig(kind="hf", path=str(data), text_field="body")], steps=["normalize"])
-    try:
-        import datasets  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("datasets") is None:
         with pytest.raises(UserError, match="needs the 'datasets' package"):
             run_pipeline(cfg, tmp_path / "hf", workers=1)
         return
