@@ -25,7 +25,7 @@ class TrainConfig:
     schedule: Literal["cosine", "wsd", "constant"] = "cosine"
     warmup_steps: int = 50
     decay_fraction: float = 0.2      # wsd: last fraction of training spent decaying
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"   # autocast dtype for matmuls
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # autocast for matmuls; auto = measured faster
     compile: bool = False
     threads: int = 0                 # 0 = torch default (all cores)
     eval_every: int = 100            # steps between validations (0 = only at the end)

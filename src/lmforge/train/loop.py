@@ -31,7 +31,7 @@ from lmforge.models.transformer import Transformer
 from lmforge.train import checkpoint, distributed, optim
 from lmforge.train.batches import TokenBatches
 from lmforge.train.config import TrainConfig
-from lmforge.train.mfu import flops_per_token, measured_peak_flops
+from lmforge.train.mfu import fastest_autocast_dtype, flops_per_token, measured_peak_flops
 from lmforge.train.objectives import OBJECTIVES
 
 
@@ -66,7 +66,10 @@ class Trainer:
         self.objective = objective or OBJECTIVES[cfg.objective]
         self.optimizers = optim.build_optimizers(self.model, cfg)
         self.state = TrainState()
-        self.autocast_dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
+        if cfg.dtype == "auto":
+            self.autocast_dtype = fastest_autocast_dtype(self.device)
+        else:
+            self.autocast_dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
         n_embed = self.model.model.embed_tokens.weight.numel()
         if hasattr(self.model.model, "embed_positions"):
             n_embed += self.model.model.embed_positions.weight.numel()

@@ -1,0 +1,347 @@
+"""The `lmforge` command: thin verbs over the stages and modules.
+
+Every verb takes a run directory (and, when starting one, a recipe) plus
+`--set section.key=value` overrides. User mistakes print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from lmforge.errors import UserError
+
+QUICKSTART_RECIPE = "quickstart.toml"
+
+
+def _recipes_dir() -> Path:
+    """recipes/ of a source checkout, or the copy shipped inside the package."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "recipes", here.parent / "recipes"):
+        if candidate.is_dir():
+            return candidate
+    raise UserError("cannot find the recipes/ folder")
+
+
+def _open_or_create(args, recipe_path: str | None):
+    """The run directory named by args.run: opened if it exists, started from a recipe if not."""
+    from lmforge.recipe import load_recipe
+    from lmforge.rundir import RunDir
+    run_path = Path(args.run)
+    if recipe_path is None and (run_path / "recipe.toml").is_file():
+        recipe = load_recipe(run_path / "recipe.toml", args.set)
+    elif recipe_path is not None:
+        recipe = load_recipe(recipe_path, args.set)
+    else:
+        raise UserError(f"{run_path} is not an lmforge run directory (no recipe.toml); "
+                        f"start one with --recipe RECIPE.toml or `lmforge run RECIPE --out {run_path}`")
+    if getattr(args, "force", False) and run_path.is_dir() and (run_path / "recipe.toml").is_file():
+        from lmforge.recipe import load_recipe as _lr
+        if _lr(run_path / "recipe.toml").fingerprint() != recipe.fingerprint():
+            _reset_run(run_path)
+    return RunDir.create(run_path, recipe), recipe
+
+
+def _reset_run(run_path: Path) -> None:
+    """--force with a changed recipe: start the run directory over (only lmforge's own files)."""
+    import shutil
+    for name in ("recipe.toml", "manifest.json", "metrics.jsonl", "model_card.md", "report.html"):
+        (run_path / name).unlink(missing_ok=True)
+    for name in ("data", "tokenizer", "tokens", "checkpoints", "eval"):
+        shutil.rmtree(run_path / name, ignore_errors=True)
+
+
+def _next_steps(run: Path) -> str:
+    return (f"\nEverything is in {run}/ (report.html, model_card.md, eval/pretrain.json, "
+            f"checkpoints/, data/data_card.md).\nNext:\n"
+            f"  lmforge generate {run} --prompt 'The list' --max-tokens 60\n"
+            f"  lmforge chat {run}\n"
+            f"  lmforge serve {run}            # OpenAI-compatible API + web chat on http://127.0.0.1:8000\n"
+            f"  lmforge info {run}\n")
+
+
+# ---------------------------------------------------------------------------- verbs
+def cmd_run(args) -> None:
+    from lmforge import stages
+    args.run = args.out or f"runs/{Path(args.recipe).stem}"
+    run, recipe = _open_or_create(args, args.recipe)
+    stages.run_all(run, recipe, force=args.force, workers=args.workers)
+    print(_next_steps(run.path))
+
+
+def cmd_quickstart(args) -> None:
+    args.recipe = str(_recipes_dir() / QUICKSTART_RECIPE)
+    cmd_run(args)
+
+
+def cmd_prepare(args) -> None:
+    from lmforge import stages
+    run, recipe = _open_or_create(args, args.recipe)
+    stages.prepare(run, recipe, force=args.force, workers=args.workers)
+
+
+def cmd_train(args) -> None:
+    from lmforge import stages
+    run, recipe = _open_or_create(args, args.recipe)
+    stages.train(run, recipe, force=args.force, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        stages.report(run, recipe)
+
+
+def cmd_eval(args) -> None:
+    from lmforge import stages
+    if not args.task:
+        run, recipe = _open_or_create(args, None)
+        stages.evaluate(run, recipe, force=args.force)
+        stages.report(run, recipe)
+        return
+    from lmforge.eval.harness import format_table, run_tasks
+    models = [args.run] + list(args.compare or [])
+    results = run_tasks(models, args.task, limit=args.limit, seed=args.seed, num_fewshot=args.fewshot)
+    print(format_table(results))
+    if (Path(args.run) / "recipe.toml").is_file():
+        from lmforge.recipe import load_recipe
+        from lmforge.rundir import RunDir
+        run = RunDir.open(args.run)
+        stages.report(run, load_recipe(run.recipe_path))
+
+
+def _engine(args):
+    from lmforge.infer.engine import Engine
+    from lmforge.rundir import RunDir
+    path = Path(args.run)
+    if not path.exists():
+        raise UserError(f"run directory not found: {path}")
+    if (path / "recipe.toml").exists():
+        RunDir.open(path)
+    return Engine.from_run(path, dtype=args.dtype, threads=args.threads)
+
+
+def _sampling(args) -> dict:
+    return dict(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                top_p=args.top_p, seed=args.seed)
+
+
+def cmd_generate(args) -> None:
+    engine = _engine(args)
+    try:
+        if args.no_stream:
+            print(args.prompt + engine.generate(args.prompt, **_sampling(args)).text)
+            return
+        sys.stdout.write(args.prompt)
+        for piece in engine.stream(args.prompt, **_sampling(args)):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    finally:
+        engine.close()
+
+
+def cmd_chat(args) -> None:
+    from lmforge.infer.chat_repl import run_chat
+    engine = _engine(args)
+    try:
+        run_chat(engine, system=args.system, **_sampling(args))
+    finally:
+        engine.close()
+
+
+def cmd_serve(args) -> None:
+    from lmforge.serve.app import serve
+    if not args.sagemaker and not Path(args.run or "").exists():
+        raise UserError(f"run directory not found: {args.run}")
+    serve(args.run, host=args.host, port=args.port, api_key=args.api_key, rate_limit=args.rate_limit,
+          max_tokens_limit=args.max_tokens_limit, cors_origins=args.cors_origin or None,
+          audit_db=args.audit_db, audit_hash_prompts=args.hash_prompts, sagemaker_mode=args.sagemaker,
+          dtype=args.dtype, max_batch=args.max_batch, threads=args.threads)
+
+
+def cmd_info(args) -> None:
+    from lmforge.rundir import RunDir
+    run = RunDir.open(args.run)
+    recipe = run.load_recipe()
+    manifest = run.manifest()
+    print(f"run        {run.path}  (recipe '{recipe.name}', seed {recipe.seed})")
+    print(f"versions   " + ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()
+                                      if k != "platform"))
+    for stage, rec in manifest.get("stages", {}).items():
+        extra = {k: v for k, v in rec.items() if k not in ("seconds", "finished", "inputs", "outputs")}
+        print(f"stage      {stage:<10} {rec['seconds']:>8.1f}s  " + ", ".join(f"{k}={v}" for k, v in extra.items()))
+    res_path = run.eval / "pretrain.json"
+    if res_path.exists():
+        res = json.loads(res_path.read_text())
+        print(f"results    val loss {res['val_loss']}, bits/byte {res['bits_per_byte']} "
+              f"(gzip {res['gzip_bits_per_byte']}, xz {res['xz_bits_per_byte']})")
+    from lmforge.train.checkpoint import list_steps
+    ckpts = [p.name for p in list_steps(run.checkpoints)]
+    if (run.checkpoints / "best").exists():
+        ckpts.append("best")
+    print(f"checkpoints {', '.join(ckpts) or 'none'}")
+    for name in ("report.html", "model_card.md", "data/data_card.md"):
+        if (run.path / name).exists():
+            print(f"file       {run.path / name}")
+
+
+def cmd_report(args) -> None:
+    from lmforge import stages
+    from lmforge.rundir import RunDir
+    run = RunDir.open(args.run)
+    stages.report(run, run.load_recipe())
+    print(f"wrote {run.report} and {run.model_card}")
+
+
+def cmd_tokenizer_eval(args) -> None:
+    from lmforge.tokenizer.evaluate import compare_tokenizers
+    texts: dict[str, list[str]] = {}
+    for item in args.text:
+        lang, _, path = item.partition("=")
+        if not path:
+            raise UserError(f"--text {item!r}: expected LANG=PATH")
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"--text {lang}: file not found: {p}")
+        texts[lang] = [line for line in p.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    paths = []
+    for t in args.tokenizers:
+        p = Path(t)
+        paths.append(p / "tokenizer" if (p / "tokenizer" / "tokenizer.json").exists() else p)
+    print(json.dumps(compare_tokenizers(paths, texts), indent=2))
+
+
+def cmd_arena(args) -> None:
+    from lmforge.eval.arena import serve_arena
+    serve_arena(args.models, Path(args.prompts), Path(args.db), host=args.host, port=args.port,
+                max_tokens=args.max_tokens)
+
+
+# ---------------------------------------------------------------------------- parser
+def _common(p: argparse.ArgumentParser, recipe: bool = True) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a recipe value (repeatable), e.g. --set train.max_steps=200")
+    p.add_argument("--force", action="store_true", help="redo stages that are already done")
+    if recipe:
+        p.add_argument("--recipe", help="recipe TOML to start the run directory from")
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-tokens", type=int, default=100)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--dtype", default=None, help="float32 | bfloat16")
+    p.add_argument("--threads", type=int, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lmforge", description="From raw text to a deployed language model.")
+    sub = ap.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("run", help="run a recipe end to end: data, tokenizer, train, evaluate, report")
+    p.add_argument("recipe")
+    p.add_argument("--out", help="run directory (default runs/<recipe name>)")
+    p.add_argument("--workers", type=int, default=None)
+    _common(p, recipe=False)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("quickstart", help="the built-in end-to-end run on Python's own documentation")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--workers", type=int, default=None)
+    _common(p, recipe=False)
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("prepare", help="data + tokenizer + token shards")
+    p.add_argument("run")
+    p.add_argument("--workers", type=int, default=None)
+    _common(p)
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train (also under torchrun for several processes)")
+    p.add_argument("run")
+    p.add_argument("--resume", action="store_true", help="continue from the newest good checkpoint")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run (validation metrics, or --task ...)")
+    p.add_argument("run")
+    p.add_argument("--task", action="append", help="task name or task file (repeatable)")
+    p.add_argument("--compare", action="append", help="another run or Hugging Face model directory")
+    p.add_argument("--limit", type=int, default=None, help="examples per task")
+    p.add_argument("--fewshot", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    _common(p, recipe=False)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("generate", help="complete a prompt")
+    p.add_argument("run")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--no-stream", action="store_true")
+    _sampling_args(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("chat", help="interactive chat in the terminal")
+    p.add_argument("run")
+    p.add_argument("--system", default=None)
+    _sampling_args(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible API and web chat")
+    p.add_argument("run", nargs="?")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--api-key", default=None, help="required on non-loopback hosts (or LMFORGE_API_KEY)")
+    p.add_argument("--rate-limit", type=int, default=0, help="requests per minute per key (0 = off)")
+    p.add_argument("--max-tokens-limit", type=int, default=None)
+    p.add_argument("--cors-origin", action="append")
+    p.add_argument("--audit-db", default=None, help="SQLite file for the audit log")
+    p.add_argument("--hash-prompts", action="store_true", help="store prompts hashed in the audit log")
+    p.add_argument("--sagemaker", action="store_true", help="GET /ping + POST /invocations on port 8080")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--max-batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("info", help="what is in a run directory")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("report", help="rewrite report.html and model_card.md")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("tokenizer", help="tokenizer tools")
+    tsub = p.add_subparsers(dest="tverb", required=True, metavar="ACTION")
+    t = tsub.add_parser("eval", help="bytes per token per language, for one or more tokenizers")
+    t.add_argument("tokenizers", nargs="+", help="run directories, tokenizer dirs or tokenizer.json files")
+    t.add_argument("--text", action="append", required=True, metavar="LANG=PATH")
+    t.set_defaults(func=cmd_tokenizer_eval)
+
+    p = sub.add_parser("arena", help="blind pairwise human evaluation in the browser")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--prompts", required=True)
+    p.add_argument("--db", default="arena.sqlite")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.set_defaults(func=cmd_arena)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"lmforge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lmforge: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""report.html: one self-contained page (inline PNGs, no external assets) per run."""
+
+from __future__ import annotations
+
+import html
+import json
+
+from lmforge import atomic
+from lmforge.recipe import Recipe, to_toml
+from lmforge.report import plots
+from lmforge.rundir import RunDir
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(uri: str | None, alt: str) -> str:
+    return f'<img alt="{alt}" src="{uri}">' if uri else f"<p><em>no {alt} yet</em></p>"
+
+
+def write_report(run: RunDir, recipe: Recipe) -> None:
+    manifest = run.manifest()
+    stages = manifest.get("stages", {})
+    parts = [f"<h1>lmforge run: {html.escape(recipe.name)}</h1>",
+             f"<p>{html.escape(str(run.path))} · lmforge {manifest.get('versions', {}).get('lmforge', '?')}"
+             f" · torch {manifest.get('versions', {}).get('torch', '?')}"
+             f" · git {manifest.get('git_sha') or 'n/a'}</p>"]
+
+    parts.append("<h2>Stages</h2>")
+    parts.append(_table(["stage", "seconds", "finished"],
+                        [[k, v.get("seconds"), v.get("finished")] for k, v in stages.items()]))
+
+    pretrain = run.eval / "pretrain.json"
+    if pretrain.exists():
+        res = json.loads(pretrain.read_text())
+        parts.append("<h2>Results</h2>")
+        keys = ["val_loss", "token_perplexity", "bits_per_byte", "gzip_bits_per_byte", "xz_bits_per_byte"]
+        parts.append(_table(["metric", "value"], [[k, res[k]] for k in keys if k in res]))
+        if res.get("samples"):
+            parts.append("<h3>Samples</h3>")
+            for s in res["samples"]:
+                parts.append(f"<pre><b>{html.escape(s['prompt'])}</b>{html.escape(s['completion'])}</pre>")
+    other_evals = sorted(p for p in run.eval.glob("*.json") if p.name != "pretrain.json") if run.eval.exists() else []
+    if other_evals:
+        parts.append("<h2>Evaluations</h2>")
+        for p in other_evals:
+            parts.append(f"<h3>{html.escape(p.stem)}</h3><pre>{html.escape(p.read_text()[:4000])}</pre>")
+
+    parts.append("<h2>Training</h2>")
+    parts.append(_img(plots.training_curves(run.read_metrics()), "training curves"))
+
+    stats_path = run.data / "stats.json"
+    if stats_path.exists():
+        from lmforge.data.datacard import length_histogram
+        stats = json.loads(stats_path.read_text())
+        parts.append("<h2>Data</h2>")
+        parts.append(_table(["step", "docs in", "docs out", "removed", "MB in", "MB out"],
+                            [[s["name"], s["docs_in"], s["docs_out"], s["removed"],
+                              round(s["bytes_in"] / 1e6, 3), round(s["bytes_out"] / 1e6, 3)]
+                             for s in stats.get("steps", [])]))
+        parts.append(_img(plots.length_histogram(*length_histogram(stats)), "length histogram"))
+
+    parts.append("<h2>Recipe</h2>")
+    parts.append(f"<pre>{html.escape(to_toml(recipe))}</pre>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;"
+             "text-align:left}pre{background:#f6f6f6;padding:.6em;overflow-x:auto;white-space:pre-wrap}"
+             "img{max-width:100%}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>lmforge · {html.escape(recipe.name)}"
+            f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    atomic.write_text(run.report, page)

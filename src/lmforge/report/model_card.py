@@ -1,0 +1,72 @@
+"""model_card.md, written from what the run directory really holds (Mitchell et al. 2019 sections)."""
+
+from __future__ import annotations
+
+import json
+
+from lmforge import atomic
+from lmforge.recipe import Recipe
+from lmforge.rundir import RunDir
+
+
+def _load(path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_model_card(run: RunDir, recipe: Recipe) -> None:
+    manifest = run.manifest()
+    stages = manifest.get("stages", {})
+    train = stages.get("train", {})
+    res = _load(run.eval / "pretrain.json")
+    meta = _load(run.tokens / "meta.json")
+    stats = _load(run.data / "stats.json")
+    mcfg_path = next(iter(sorted(run.checkpoints.glob("*/model_config.json"))), None) if run.checkpoints.exists() else None
+    mcfg = _load(mcfg_path) if mcfg_path else {}
+    sources = ", ".join(f"{s.name or s.kind}{' (' + s.path + ')' if s.path else ''}" for s in recipe.data.sources)
+    licences = sorted({s.licence for s in recipe.data.sources if s.licence}) or ["not declared in the recipe"]
+
+    lines = [f"# Model card: {recipe.name}", "",
+             "## Model details",
+             f"- Architecture: decoder-only transformer, {mcfg.get('n_layer', '?')} layers, "
+             f"{mcfg.get('n_head', '?')} heads, width {mcfg.get('d_model', '?')}, context "
+             f"{mcfg.get('max_seq_len', '?')} tokens; {mcfg.get('norm', '?')}, {mcfg.get('positions', '?')} "
+             f"positions, {mcfg.get('mlp', '?')} MLP.",
+             f"- Parameters: {train.get('parameters', 0):,}.",
+             f"- Tokenizer: {recipe.tokenizer.kind}, {meta.get('vocab_size', '?')} tokens.",
+             f"- Trained with lmforge {manifest.get('versions', {}).get('lmforge', '?')}, torch "
+             f"{manifest.get('versions', {}).get('torch', '?')}, seed {recipe.seed}.", "",
+             "## Training data",
+             f"- Sources: {sources}; licences: {', '.join(licences)}.",
+             f"- {stats.get('output', {}).get('documents', '?')} documents, "
+             f"{stats.get('output', {}).get('bytes', 0) / 1e6:.2f} MB after cleaning "
+             f"(steps: {', '.join(recipe.data.steps)}). See data/data_card.md.",
+             f"- {meta.get('train_tokens', 0):,} training tokens, {meta.get('val_tokens', 0):,} validation "
+             f"tokens (held out by document).", "",
+             "## Training",
+             f"- {train.get('steps', '?')} steps, {train.get('tokens', 0):,} tokens, "
+             f"{train.get('seconds', 0):.0f} s wall time on {train.get('world_size', 1)} process(es); "
+             f"optimizer {recipe.train.optimizer}, schedule {recipe.train.schedule}, "
+             f"autocast {recipe.train.dtype}.", "",
+             "## Evaluation (validation split)"]
+    if res:
+        lines += ["| metric | value |", "|---|---|",
+                  f"| validation loss (nats/token) | {res['val_loss']} |",
+                  f"| token perplexity | {res['token_perplexity']} |",
+                  f"| bits per byte | {res['bits_per_byte']} |",
+                  f"| gzip -9 bits per byte (same text) | {res['gzip_bits_per_byte']} |",
+                  f"| xz -9 bits per byte (same text) | {res['xz_bits_per_byte']} |", ""]
+        verdict = ("below" if res["bits_per_byte"] < res["gzip_bits_per_byte"] else "NOT below")
+        lines.append(f"The model's bits per byte is {verdict} gzip's on the same text.")
+    else:
+        lines.append("Not evaluated yet (`lmforge eval`).")
+    other = sorted(p for p in run.eval.glob("*.json") if p.name != "pretrain.json") if run.eval.exists() else []
+    for p in other:
+        lines.append(f"- {p.stem}: see eval/{p.name}")
+    lines += ["", "## Intended use and limitations",
+              "- A small model trained from scratch for learning and experimentation. It produces fluent-looking "
+              "but often wrong text; do not rely on it for facts, advice or decisions.",
+              "- It reflects its training data only (its sources, language and era); biases and gaps in that "
+              "data carry over. Personal data patterns (e-mails, phone numbers, IP addresses) were "
+              "redacted when the `pii` step ran, but redaction is pattern-based and not exhaustive.",
+              "- Metrics are on held-out documents from the same sources; they say little about other text.", ""]
+    atomic.write_text(run.model_card, "\n".join(lines))

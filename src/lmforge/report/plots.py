@@ -1,0 +1,51 @@
+"""Pictures for report.html: matplotlib figures rendered to inline PNG data URIs."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to memory only
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _to_data_uri(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def training_curves(metrics: list[dict]) -> str | None:
+    """Loss (train + validation), learning rate and throughput against step."""
+    train = [m for m in metrics if m.get("kind") == "train"]
+    val = [m for m in metrics if m.get("kind") == "val"]
+    if not train:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    steps = [m["step"] for m in train]
+    axes[0].plot(steps, [m["loss"] for m in train], label="train", lw=1)
+    if val:
+        axes[0].plot([m["step"] for m in val], [m["val_loss"] for m in val], "o-", label="validation", ms=3)
+    axes[0].set(title="loss", xlabel="step", ylabel="cross-entropy (nats/token)")
+    axes[0].legend()
+    axes[1].plot(steps, [m["lr"] for m in train], color="tab:green")
+    axes[1].set(title="learning rate", xlabel="step")
+    axes[2].plot(steps, [m["tokens_per_s"] for m in train], color="tab:orange")
+    axes[2].set(title="throughput", xlabel="step", ylabel="tokens/s")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return _to_data_uri(fig)
+
+
+def length_histogram(edges: list[int], counts: list[int]) -> str | None:
+    if not counts:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3))
+    labels = [f"{edges[i]:,}" for i in range(len(counts))]
+    ax.bar(range(len(counts)), counts, color="tab:blue")
+    ax.set_xticks(range(len(counts)), labels, rotation=60, fontsize=7)
+    ax.set(title="document length (bytes, bin start)", ylabel="documents")
+    return _to_data_uri(fig)
