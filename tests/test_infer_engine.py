@@ -197,3 +197,41 @@ def test_long_prompt_does_not_stall_running_requests(run):
         assert order.index("long") >= 10
     finally:
         engine.close()
+
+
+VARIANTS = {
+    "gpt2": dict(preset="gpt2-char", bias=True),            # learned positions, LayerNorm, GELU, tied head
+    "modern": dict(preset="tiny", logit_softcap=15.0),      # ReLU², QK-norm, soft-capped logits
+    "gqa": dict(preset="llama-mini", n_layer=2, d_model=64, n_head=4, n_kv_head=2),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_decode_matches_model_for_every_architecture(engine, variant):
+    import copy
+    from lmforge.models.config import ModelConfig
+    from lmforge.models.transformer import Transformer
+    torch.manual_seed(0)
+    cfg = ModelConfig(**VARIANTS[variant], vocab_size=engine.vocab_size, zero_init_out=False).resolved()
+    model = Transformer(cfg).eval()
+    reference = copy.deepcopy(model)
+    e = Engine(model, engine.tokenizer, max_batch=2)
+    try:
+        prompts = [[5, 17, 99], [42] * 7]
+        results = [None, None]
+
+        def work(i):
+            results[i] = e.generate(prompts[i], max_tokens=20, **GREEDY)
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        for prompt, result in zip(prompts, results):
+            seq = list(prompt)
+            with torch.inference_mode():
+                for tid in result.token_ids:
+                    assert int(reference(torch.tensor([seq]))[0, -1].argmax()) == tid
+                    seq.append(tid)
+    finally:
+        e.close()

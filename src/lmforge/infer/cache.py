@@ -6,8 +6,9 @@ plain view `k[:B, :, :S]` with no gather; when a sequence leaves, the last one
 is moved into its row (one copy per departure instead of one per step). A new
 prompt is prefilled in the spare row, chunk by chunk, then moved to row B.
 
-The views implement the cache protocol `Transformer.forward` expects:
-`update(layer_idx, k, v) -> (k_all, v_all)`, `advance(n)` and `length`.
+Prefill goes through `Transformer.forward` with a `PrefillView`, which
+implements its cache protocol (`update(layer_idx, k, v) -> (k_all, v_all)`,
+`advance(n)`, `length`); the decode step (see fused.py) writes rows directly.
 """
 
 from __future__ import annotations
@@ -31,27 +32,6 @@ class SlotCache:
         for layer in range(len(self.k)):
             self.k[layer][dst, :, :length].copy_(self.k[layer][src, :, :length])
             self.v[layer][dst, :, :length].copy_(self.v[layer][src, :, :length])
-
-
-class DecodeView:
-    """Rows 0..B-1 each append one token at its own position."""
-
-    def __init__(self, cache: SlotCache, positions: torch.Tensor, span: int):
-        self.cache = cache
-        self.batch = positions.shape[0]
-        self.positions = positions          # (B,) where each row's new token goes
-        self.rows = torch.arange(self.batch, device=positions.device)
-        self.span = span                    # keys to attend over: max(positions) + 1
-        self.length = span
-
-    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor):
-        ck, cv = self.cache.k[layer_idx], self.cache.v[layer_idx]
-        ck[self.rows, :, self.positions] = k[:, :, 0]
-        cv[self.rows, :, self.positions] = v[:, :, 0]
-        return ck[:self.batch, :, :self.span], cv[:self.batch, :, :self.span]
-
-    def advance(self, n: int) -> None:
-        pass   # the scheduler tracks each row's position
 
 
 class PrefillView:

@@ -16,7 +16,8 @@ import threading
 
 import torch
 
-from lmforge.infer.cache import DecodeView, PrefillView, SlotCache
+from lmforge.infer.cache import PrefillView, SlotCache
+from lmforge.infer.fused import FusedDecoder
 from lmforge.infer.request import Request
 from lmforge.infer.sampling import sample_batch
 from lmforge.models.transformer import Transformer
@@ -25,6 +26,7 @@ from lmforge.models.transformer import Transformer
 class Scheduler:
     def __init__(self, model: Transformer, *, max_batch: int = 16, prefill_chunk: int = 256):
         self.model = model
+        self.decoder = FusedDecoder(model)
         self.context = model.cfg.max_seq_len
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
@@ -147,13 +149,13 @@ class Scheduler:
 
     def _decode_step(self) -> None:
         batch = self.running
-        ids = torch.tensor([[r.token_ids[-1]] for r in batch], device=self.device)
+        ids = torch.tensor([r.token_ids[-1] for r in batch], device=self.device)
         pos = torch.tensor([r.cached for r in batch], device=self.device)
         span = int(pos.max()) + 1
         # one row needs no mask: it attends over exactly its own keys
         mask = None if len(batch) == 1 else (
             torch.arange(span, device=self.device) <= pos.unsqueeze(1))[:, None, None, :]
-        logits = self.model(ids, pos.unsqueeze(1), mask, DecodeView(self.cache, pos, span))[:, 0].float()
+        logits = self.decoder(ids, pos, mask, self.cache, span).float()
         for r in batch:
             r.cached += 1
         self._emit(logits, list(batch))
