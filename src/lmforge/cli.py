@@ -20,7 +20,7 @@ QUICKSTART_RECIPE = "quickstart.toml"
 def _recipes_dir() -> Path:
     """recipes/ of a source checkout, or the copy shipped inside the package."""
     here = Path(__file__).resolve()
-    for candidate in (here.parents[2] / "recipes", here.parent / "recipes"):
+    for candidate in (here.parents[2] / "recipes", Path.cwd() / "recipes"):
         if candidate.is_dir():
             return candidate
     raise UserError("cannot find the recipes/ folder")

@@ -1,0 +1,73 @@
+"""The transformer: HF Llama interop, KV-cache consistency, and every architecture option."""
+
+import pytest
+import torch
+
+from lmforge.models import PRESETS, KVCache, ModelConfig, Transformer
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=97, n_layer=2, n_head=4, d_model=64, max_seq_len=32, zero_init_out=False, **kw)
+    return Transformer(cfg).eval()
+
+
+def test_weights_load_into_hf_llama_and_give_identical_logits():
+    transformers = pytest.importorskip("transformers")
+    m = _model(mlp="swiglu", n_kv_head=2)
+    cfg = m.cfg
+    hf_cfg = transformers.LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.ff_dim,
+        num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.kv_heads,
+        max_position_embeddings=cfg.max_seq_len, rms_norm_eps=cfg.norm_eps, rope_theta=cfg.rope_theta,
+        tie_word_embeddings=False)
+    hf = transformers.LlamaForCausalLM(hf_cfg).eval()
+    hf.load_state_dict(m.state_dict(), strict=True)     # same names, no permutation
+    x = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        assert torch.allclose(hf(x).logits, m(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(mlp="relu2", qk_norm=True, logit_softcap=15.0),
+                                dict(norm="layernorm", positions="learned", mlp="gelu", tie_embeddings=True)])
+def test_kv_cache_decoding_matches_full_forward(kw):
+    m = _model(**kw)
+    x = torch.randint(0, 97, (2, 12))
+    with torch.no_grad():
+        full = m(x)
+        cache = KVCache(m.cfg, 2, 32)
+        parts = [m(x[:, :5], cache=cache), m(x[:, 5:9], cache=cache)] + \
+                [m(x[:, i:i + 1], cache=cache) for i in range(9, 12)]
+    assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
+
+
+def test_bidirectional_attends_both_ways_and_causal_does_not():
+    x = torch.randint(0, 97, (1, 10))
+    y = x.clone()
+    y[0, -1] = (x[0, -1] + 1) % 97          # change only the last token
+    causal, bidir = _model(), _model(kind="bidirectional")
+    with torch.no_grad():
+        assert torch.allclose(causal(x)[0, 0], causal(y)[0, 0])
+        assert not torch.allclose(bidir(x)[0, 0], bidir(y)[0, 0])
+
+
+def test_zero_init_output_projections_and_softcap():
+    torch.manual_seed(0)
+    m = Transformer(ModelConfig(vocab_size=50, n_layer=1, n_head=2, d_model=32, logit_softcap=5.0))
+    assert m.model.layers[0].self_attn.o_proj.weight.abs().sum() == 0
+    assert m.model.layers[0].mlp.down_proj.weight.abs().sum() == 0
+    m.lm_head.weight.data.mul_(1000)
+    assert m(torch.randint(0, 50, (1, 4))).abs().max() <= 5.0
+
+
+def test_every_preset_builds_on_meta_device():
+    for name in PRESETS:
+        cfg = ModelConfig(preset=name, vocab_size=1000).resolved()
+        cfg.validate()
+        assert cfg.num_params() > 0
+
+
+def test_learned_positions_refuse_sequences_beyond_context():
+    m = _model(positions="learned")
+    with pytest.raises(ValueError, match="exceeds the model's context of 32"):
+        m(torch.zeros(1, 33, dtype=torch.long))
