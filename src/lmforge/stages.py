@@ -143,6 +143,12 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
         torch.set_num_threads(tc.threads)
     info = distributed.setup()
     try:
+        # The recipe's global batch (batch_size x grad_accum) holds at any world size: ranks
+        # take over accumulation steps, so one recipe and its checkpoints work on 1 or N processes.
+        if tc.grad_accum % info.world:
+            raise UserError(f"train.grad_accum ({tc.grad_accum}) must be divisible by the number of "
+                            f"processes ({info.world})")
+        tc = replace(tc, grad_accum=tc.grad_accum // info.world)
         train_tokens, val_tokens, meta = load_tokens(run)
         mcfg = model_config_for(recipe, meta["vocab_size"])
         seq_len = tc.seq_len or mcfg.max_seq_len
