@@ -76,6 +76,7 @@ class Trainer:
         n_nonembed = sum(p.numel() for p in self.model.parameters()) - n_embed
         self.flops_per_token = flops_per_token(model.cfg, n_nonembed, batches.seq_len)
         self._peak = None
+        self.max_seconds: float | None = None
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -89,7 +90,8 @@ class Trainer:
         return self.state.step / self.cfg.max_steps
 
     def _finished(self) -> bool:
-        done = 1.0 if self._progress() >= 1.0 else 0.0
+        capped = self.max_seconds is not None and self.state.train_seconds >= self.max_seconds
+        done = 1.0 if self._progress() >= 1.0 or capped else 0.0
         return distributed.max_across_ranks(done, self.dist) >= 1.0   # ranks agree on the last step
 
     def peak_flops(self) -> float:
@@ -160,7 +162,9 @@ class Trainer:
         self.state = TrainState(**raw)
 
     # ------------------------------------------------------------------ the loop
-    def fit(self) -> TrainState:
+    def fit(self, max_seconds: float | None = None) -> TrainState:
+        """Train to the end of the schedule (or stop early at `max_seconds` of training time)."""
+        self.max_seconds = max_seconds
         cfg, st = self.cfg, self.state
         self.model.train()
         total = cfg.time_budget_s if cfg.time_budget_s > 0 else cfg.max_steps
