@@ -30,10 +30,10 @@ demo: setup
 	$(VENV)/bin/lmforge quickstart
 
 test: setup-test browser
-	LMFORGE_NO_PROGRESS=1 $(PY) -m pytest
+	LMFORGE_NO_PROGRESS=1 $(PY) -m pytest -q
 
 test-slow: setup-test browser
-	LMFORGE_NO_PROGRESS=1 $(PY) -m pytest -m slow
+	LMFORGE_NO_PROGRESS=1 $(PY) -m pytest -q -m slow
 
 bench: setup-test
 	$(PY) bench/time_to_loss.py

@@ -71,3 +71,18 @@ def test_learned_positions_refuse_sequences_beyond_context():
     m = _model(positions="learned")
     with pytest.raises(ValueError, match="exceeds the model's context of 32"):
         m(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_muon_matches_torch_muon_update():
+    from lmforge.train.muon import Muon
+    torch.manual_seed(0)
+    w1 = torch.nn.Parameter(torch.randn(24, 16))
+    w2 = torch.nn.Parameter(w1.detach().clone())
+    ours = Muon([w1], lr=0.02, weight_decay=0.1, ns_dtype=torch.bfloat16)
+    ref = torch.optim.Muon([w2], lr=0.02, weight_decay=0.1, adjust_lr_fn="original")
+    for _ in range(3):
+        g = torch.randn(24, 16)
+        w1.grad, w2.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+    assert torch.allclose(w1, w2, atol=1e-6)

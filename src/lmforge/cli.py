@@ -38,9 +38,8 @@ def _open_or_create(args, recipe_path: str | None):
     else:
         raise UserError(f"{run_path} is not an lmforge run directory (no recipe.toml); "
                         f"start one with --recipe RECIPE.toml or `lmforge run RECIPE --out {run_path}`")
-    if getattr(args, "force", False) and run_path.is_dir() and (run_path / "recipe.toml").is_file():
-        from lmforge.recipe import load_recipe as _lr
-        if _lr(run_path / "recipe.toml").fingerprint() != recipe.fingerprint():
+    if getattr(args, "force", False) and (run_path / "recipe.toml").is_file():
+        if load_recipe(run_path / "recipe.toml").fingerprint() != recipe.fingerprint():
             _reset_run(run_path)
     return RunDir.create(run_path, recipe), recipe
 

@@ -64,12 +64,12 @@ class Trainer:
         self.ckpt_dir = ckpt_dir
         self.log = log if (log is not None and self.dist.is_main) else (lambda record: None)
         self.objective = objective or OBJECTIVES[cfg.objective]
-        self.optimizers = optim.build_optimizers(self.model, cfg)
         self.state = TrainState()
         if cfg.dtype == "auto":
             self.autocast_dtype = fastest_autocast_dtype(self.device)
         else:
             self.autocast_dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
+        self.optimizers = optim.build_optimizers(self.model, cfg, ns_dtype=fastest_autocast_dtype(self.device))
         n_embed = self.model.model.embed_tokens.weight.numel()
         if hasattr(self.model.model, "embed_positions"):
             n_embed += self.model.model.embed_positions.weight.numel()
@@ -169,7 +169,9 @@ class Trainer:
         self.model.train()
         total = cfg.time_budget_s if cfg.time_budget_s > 0 else cfg.max_steps
         unit = "s" if cfg.time_budget_s > 0 else "step"
-        bar = progress.bar(total=total, desc="train", unit=unit)
+        bar = progress.bar(total=total, desc="train", unit=unit,
+                           bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} " + unit +
+                                      " [{elapsed}<{remaining}{postfix}]")
         bar.update(st.train_seconds if cfg.time_budget_s > 0 else st.step)
         tokens_per_step = self.batches.global_batch * self.batches.seq_len
         window_t0, window_tokens = time.perf_counter(), 0

@@ -13,13 +13,16 @@ import math
 import torch
 
 from lmforge.train.config import TrainConfig
+from lmforge.train.muon import Muon
 
 
 def _is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
     return p.dim() == 2 and ".layers." in f".{name}"
 
 
-def build_optimizers(model: torch.nn.Module, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+def build_optimizers(model: torch.nn.Module, cfg: TrainConfig,
+                     ns_dtype: torch.dtype | None = None) -> list[torch.optim.Optimizer]:
+    """ns_dtype: dtype of Muon's Newton-Schulz iteration (the machine's fastest matmul dtype)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     seen: set[int] = set()
     unique = []
@@ -31,8 +34,8 @@ def build_optimizers(model: torch.nn.Module, cfg: TrainConfig) -> list[torch.opt
     if cfg.optimizer == "muon":
         hidden = [p for n, p in unique if _is_hidden_matrix(n, p)]
         rest = [p for n, p in unique if not _is_hidden_matrix(n, p)]
-        muon = torch.optim.Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=0.95,
-                                nesterov=True, adjust_lr_fn="original")
+        muon = Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=0.95, nesterov=True,
+                    ns_dtype=ns_dtype or torch.float32)
         adamw = torch.optim.AdamW([{"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=betas,
                                   eps=1e-10, fused=False)
         return [muon, adamw]
