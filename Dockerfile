@@ -14,12 +14,9 @@ WORKDIR /app
 # The CPU build of torch first: the default wheel on PyPI pulls in several GB of CUDA.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
-COPY pyproject.toml README.md requirements-serve.txt ./
+COPY pyproject.toml README.md ./
 COPY src ./src
-# playwright is only for the browser test of the web chat
-RUN grep -v -e '^#' -e '^playwright' requirements-serve.txt > /tmp/serve-reqs.txt \
-    && pip install -r /tmp/serve-reqs.txt . \
-    && useradd --create-home --uid 1000 lmforge
+RUN pip install . && useradd --create-home --uid 1000 lmforge
 
 USER lmforge
 EXPOSE 8080 8000
