@@ -2,7 +2,7 @@
 baseline architecture (nanoGPT's GPT-2: LayerNorm, GELU, learned positions, tied head, fp32) and
 lmforge's recipe, in the same run, on the same data and batch.
 
-    python bench/throughput.py [--data PATH] [--steps 30] [--batch 16]
+    python bench/throughput.py [--data PATH] [--steps 12] [--batch 16]
 
 Prints one JSON line per recipe and, last, {"baseline": {"tokens_per_s", "mfu"}, "lmforge": {...}}.
 """
@@ -42,8 +42,8 @@ def measure(name: str, data, steps: int, batch: int, warmup: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args()
     if not Path(args.data).is_file():

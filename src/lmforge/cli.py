@@ -79,6 +79,11 @@ def cmd_quickstart(args) -> None:
 def cmd_prepare(args) -> None:
     from lmforge import stages
     run, recipe = _open_or_create(args, args.recipe)
+    if args.shard:
+        stages.data_shard(run, recipe, stages.parse_shard(args.shard), workers=args.workers)
+        return
+    if args.merge:
+        stages.merge_data(run, recipe)
     stages.prepare(run, recipe, force=args.force, workers=args.workers)
 
 
@@ -255,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="data + tokenizer + token shards")
     p.add_argument("run")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--shard", metavar="I/N", help="clean only shard I of N of the inputs (one Slurm array task)")
+    p.add_argument("--merge", action="store_true", help="join the cleaned shards, then tokenize")
     _common(p)
     p.set_defaults(func=cmd_prepare)
 

@@ -69,6 +69,46 @@ def data(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None =
          f"-> {run.data}")
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r}: expected I/N, e.g. 0/8") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UserError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def shard_dir(run: RunDir, i: int, n: int) -> Path:
+    return run.data / "shards" / f"{i:05d}-of-{n:05d}"
+
+
+def data_shard(run: RunDir, recipe: Recipe, shard: tuple[int, int], workers: int | None = None) -> None:
+    """Clean one shard of the inputs (one task of a Slurm array); `merge_data` joins them."""
+    from lmforge.data.pipeline import run_pipeline
+    out = shard_dir(run, *shard)
+    stats = run_pipeline(recipe.data, out, workers=workers, shard=shard, seed=recipe.seed)
+    _say(f"data shard {shard[0]}/{shard[1]}: {stats['output']['documents']} documents -> {out}")
+
+
+def merge_data(run: RunDir, recipe: Recipe) -> None:
+    """Join every shard of data/shards into data/ and record the data stage."""
+    from lmforge.data.merge import merge_shards
+    dirs = sorted((run.data / "shards").glob("*-of-*"))
+    if not dirs:
+        raise UserError(f"{run.data / 'shards'} holds no shards; run `lmforge prepare RUN --shard I/N` first")
+    counts = {d.name.split("-of-")[1] for d in dirs}
+    expected = int(counts.pop()) if len(counts) == 1 else 0
+    if expected != len(dirs):
+        raise UserError(f"found {len(dirs)} shard directories in {run.data / 'shards'} but expected "
+                        f"{expected or 'one shard count'}; run the missing shards")
+    t0 = time.time()
+    stats = merge_shards(dirs, run.data, recipe.data)
+    run.record_stage("data", time.time() - t0, outputs=[run.data / "documents.jsonl"],
+                     documents=stats.get("output", {}).get("documents"), shards=len(dirs))
+
+
 def tokenizer(run: RunDir, recipe: Recipe, force: bool = False) -> None:
     _require(run, "tokenizer", "data")
     if not _begin(run, "tokenizer", force):

@@ -207,7 +207,7 @@ class Trainer:
             st.tokens += tokens_per_step
             st.train_seconds += dt
             window_tokens += tokens_per_step
-            bar.update(dt if cfg.time_budget_s > 0 else 1)
+            bar.update(min(dt, max(total - bar.n, 0)) if cfg.time_budget_s > 0 else 1)
 
             if st.step % cfg.log_every == 0 or st.step == 1:
                 now = time.perf_counter()
