@@ -63,7 +63,7 @@ def measured_peak_flops(dtype: torch.dtype, device: str = "cpu") -> float:
     cached = _load_cache().get(key)
     if cached is None:
         # best of three: a busy machine can only make a trial slower, never faster
-        cached = max(_matmul_flops(1024 if device == "cpu" else 8192, dtype, device, 0.3) for _ in range(3))
+        cached = max(_matmul_flops(2048 if device == "cpu" else 8192, dtype, device, 0.3) for _ in range(3))
         _store_cache(key, cached)
     return cached
 
