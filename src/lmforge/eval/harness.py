@@ -101,7 +101,7 @@ def run_tasks(model_paths: list[str | Path], tasks: list[str], *, limit: int | N
     return {"models": labels, "tasks": [t.name for t in loaded_tasks], "results": results}
 
 
-def _cell(entry: dict) -> str:
+def format_metric(entry: dict) -> str:
     v = entry["value"]
     fmt = "{:.4f}" if abs(v) < 10 else "{:.2f}"
     if entry.get("stderr") is not None and entry["stderr"] == entry["stderr"]:
@@ -124,7 +124,7 @@ def format_table(results: dict) -> str:
             cells = []
             for m in models:
                 entry = results["results"][m].get(task, {}).get("metrics", {}).get(metric)
-                cells.append(_cell(entry) if entry else "-")
+                cells.append(format_metric(entry) if entry else "-")
             rows.append([task, metric, str(first["n"]), *cells])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

@@ -8,6 +8,7 @@ import json
 from lmforge import atomic
 from lmforge.recipe import Recipe, to_toml
 from lmforge.report import plots
+from lmforge.report.tasks import TASK_HEADER, task_rows
 from lmforge.rundir import RunDir
 
 
@@ -43,11 +44,10 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
             parts.append("<h3>Samples</h3>")
             for s in res["samples"]:
                 parts.append(f"<pre><b>{html.escape(s['prompt'])}</b>{html.escape(s['completion'])}</pre>")
-    other_evals = sorted(p for p in run.eval.glob("*.json") if p.name != "pretrain.json") if run.eval.exists() else []
-    if other_evals:
+    rows = task_rows(run)
+    if rows:
         parts.append("<h2>Evaluations</h2>")
-        for p in other_evals:
-            parts.append(f"<h3>{html.escape(p.stem)}</h3><pre>{html.escape(p.read_text()[:4000])}</pre>")
+        parts.append(_table(TASK_HEADER, rows))
 
     parts.append("<h2>Training</h2>")
     parts.append(_img(plots.training_curves(run.read_metrics()), "training curves"))

@@ -6,6 +6,7 @@ import json
 
 from lmforge import atomic
 from lmforge.recipe import Recipe
+from lmforge.report.tasks import TASK_HEADER, task_rows
 from lmforge.rundir import RunDir
 
 
@@ -59,9 +60,11 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
         lines.append(f"The model's bits per byte is {verdict} gzip's on the same text.")
     else:
         lines.append("Not evaluated yet (`lmforge eval`).")
-    other = sorted(p for p in run.eval.glob("*.json") if p.name != "pretrain.json") if run.eval.exists() else []
-    for p in other:
-        lines.append(f"- {p.stem}: see eval/{p.name}")
+    rows = task_rows(run)
+    if rows:
+        lines += ["", "## Evaluation (tasks, `lmforge eval --task`)", "| " + " | ".join(TASK_HEADER) + " |",
+                  "|" + "---|" * len(TASK_HEADER)]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     lines += ["", "## Intended use and limitations",
               "- A small model trained from scratch for learning and experimentation. It produces fluent-looking "
               "but often wrong text; do not rely on it for facts, advice or decisions.",
