@@ -210,7 +210,8 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
             step = trainer.resume()
             if step is None:
                 _say("train: no usable checkpoint, starting from scratch")
-                run.metrics.unlink(missing_ok=True) if info.is_main else None
+                if info.is_main:
+                    run.metrics.unlink(missing_ok=True)
             else:
                 _say(f"train: resuming at step {step}")
                 if info.is_main:
