@@ -114,3 +114,23 @@ def test_two_ranks_match_one_process_and_resume_on_one(prepared, uninterrupted, 
     assert "resuming at step 20" in out.stdout
     resumed = train_losses(run)
     assert max(abs(resumed[s] - uninterrupted[s]) for s in resumed) < 2e-3
+
+
+def test_fsdp_two_ranks_match_and_resume_in_one_process(prepared, uninterrupted, tmp_path):
+    # FSDP2 shards parameters and optimizer state; its checkpoint gathers both, so it
+    # resumes in a single process. Same tolerance as DDP: 2e-3 nats per step.
+    recipe, _ = prepared
+    run = tmp_path / "fsdp"
+    out = lmforge("prepare", str(run), "--recipe", str(recipe), *OVERRIDES, "--set", "train.distributed=fsdp")
+    assert out.returncode == 0, out.stderr
+    out = torchrun("train", str(run))
+    assert out.returncode == 0, out.stderr[-3000:]
+    sharded = train_losses(run)
+    assert max(abs(sharded[s] - uninterrupted[s]) for s in sharded) < 2e-3
+
+    shutil.rmtree(run / "checkpoints" / f"step-{STEPS:06d}")
+    out = lmforge("train", str(run), "--resume")
+    assert out.returncode == 0, out.stderr
+    assert "resuming at step 20" in out.stdout
+    resumed = train_losses(run)
+    assert max(abs(resumed[s] - sharded[s]) for s in resumed) < 2e-3

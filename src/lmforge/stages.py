@@ -187,7 +187,8 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
         # take over accumulation steps, so one recipe and its checkpoints work on 1 or N processes.
         if tc.grad_accum % info.world:
             raise UserError(f"train.grad_accum ({tc.grad_accum}) must be divisible by the number of "
-                            f"processes ({info.world})")
+                            f"processes ({info.world}): the ranks share the recipe's accumulation steps; "
+                            f"use --set train.grad_accum={info.world * max(1, tc.grad_accum // info.world)}")
         tc = replace(tc, grad_accum=tc.grad_accum // info.world)
         train_tokens, val_tokens, meta = load_tokens(run)
         mcfg = model_config_for(recipe, meta["vocab_size"])

@@ -73,6 +73,28 @@ def full_state_dict(model: torch.nn.Module, info: DistInfo, strategy: str) -> di
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
+def optimizer_states(model: torch.nn.Module, optimizers: list, info: DistInfo, strategy: str) -> tuple[str, list]:
+    """(format, states) to checkpoint (every rank must call this under FSDP).
+
+    FSDP's own optimizer state is sharded across ranks; it is gathered and keyed by
+    parameter name ("fqn") so the checkpoint resumes at any world size, FSDP or not."""
+    if info.enabled and strategy == "fsdp":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return "fqn", [get_optimizer_state_dict(model, o, options=opts) for o in optimizers]
+    return "native", [o.state_dict() for o in optimizers]
+
+
+def load_optimizer_states(model: torch.nn.Module, optimizers: list, fmt: str, states: list) -> None:
+    if fmt == "fqn":
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        for opt, sd in zip(optimizers, states):
+            set_optimizer_state_dict(model, opt, sd, options=StateDictOptions(full_state_dict=True))
+        return
+    for opt, sd in zip(optimizers, states):
+        opt.load_state_dict(sd)
+
+
 def mean_across_ranks(value: float, info: DistInfo) -> float:
     if not info.enabled:
         return value

@@ -73,6 +73,7 @@ class Trainer:
         else:
             self.autocast_dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
         self.optimizers = optim.build_optimizers(self.model, cfg, ns_dtype=fastest_autocast_dtype(self.device))
+        optim.set_lr(self.optimizers, 1.0)   # records each group's initial_lr, so saved and fresh groups match
         n_embed = self.model.model.embed_tokens.weight.numel()
         if hasattr(self.model.model, "embed_positions"):
             n_embed += self.model.model.embed_positions.weight.numel()
@@ -115,19 +116,19 @@ class Trainer:
         return total / max(n, 1)
 
     # ------------------------------------------------------------------ checkpoints
-    def _trainer_state(self) -> dict:
-        return {"optimizers": [o.state_dict() for o in self.optimizers],
-                "torch_rng": torch.get_rng_state()}
-
     def save(self, name: str | None = None, with_state: bool = True) -> None:
         if self.ckpt_dir is None:
             return
         weights = distributed.full_state_dict(self.model, self.dist, self.cfg.distributed)
+        trainer_state = None
+        if with_state:
+            fmt, states = distributed.optimizer_states(self.model, self.optimizers, self.dist, self.cfg.distributed)
+            trainer_state = {"optimizer_format": fmt, "optimizers": states, "torch_rng": torch.get_rng_state()}
         if self.dist.is_main:
             state = {k: v for k, v in vars(self.state).items()}
             state["seed"] = self.seed
             checkpoint.save_checkpoint(self.ckpt_dir, self.state.step, weights, self.model.cfg,
-                                       self._trainer_state() if with_state else None, state, name=name)
+                                       trainer_state, state, name=name)
             if name is None:
                 checkpoint.rotate(self.ckpt_dir, self.cfg.keep_last)
         distributed.barrier(self.dist)
@@ -157,8 +158,8 @@ class Trainer:
         else:
             self.model.load_state_dict(sd)
         trainer_state = torch.load(ckpt / "trainer_state.pt", weights_only=True, map_location=self.device)
-        for opt, sd_opt in zip(self.optimizers, trainer_state["optimizers"]):
-            opt.load_state_dict(sd_opt)
+        distributed.load_optimizer_states(self.model, self.optimizers,
+                                          trainer_state.get("optimizer_format", "native"), trainer_state["optimizers"])
         torch.set_rng_state(trainer_state["torch_rng"].cpu())
         raw = json.loads((ckpt / "state.json").read_text())
         raw.pop("seed", None)
