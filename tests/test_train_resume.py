@@ -95,25 +95,28 @@ def torchrun(*args):
                            "-m", "lmforge.cli", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+def two_ranks_then_resume_on_one(run) -> tuple[dict, dict]:
+    """Train `run` with 2 ranks, drop its last checkpoint, resume in 1 process: both loss maps."""
+    out = torchrun("train", str(run))
+    assert out.returncode == 0, out.stderr[-3000:]
+    two_ranks = train_losses(run)
+    shutil.rmtree(run / "checkpoints" / f"step-{STEPS:06d}")
+    out = lmforge("train", str(run), "--resume")
+    assert out.returncode == 0, out.stderr
+    assert "resuming at step 20" in out.stdout
+    return two_ranks, train_losses(run)
+
+
 def test_two_ranks_match_one_process_and_resume_on_one(prepared, uninterrupted, tmp_path):
     # Same recipe, same global batch (4 x 2 accumulation = 2 ranks x 4): the same losses
     # up to float summation order. Tolerance: 2e-3 nats per step.
     _, base = prepared
     run = tmp_path / "ddp"
     shutil.copytree(base, run)
-    out = torchrun("train", str(run))
-    assert out.returncode == 0, out.stderr[-3000:]
-    ddp = train_losses(run)
+    ddp, resumed = two_ranks_then_resume_on_one(run)
     assert sorted(ddp) == sorted(uninterrupted)
     assert max(abs(ddp[s] - uninterrupted[s]) for s in ddp) < 2e-3
-
-    # A checkpoint written by 2 ranks resumes in 1 process.
-    shutil.rmtree(run / "checkpoints" / f"step-{STEPS:06d}")
-    out = lmforge("train", str(run), "--resume")
-    assert out.returncode == 0, out.stderr
-    assert "resuming at step 20" in out.stdout
-    resumed = train_losses(run)
-    assert max(abs(resumed[s] - uninterrupted[s]) for s in resumed) < 2e-3
+    assert max(abs(resumed[s] - uninterrupted[s]) for s in resumed) < 2e-3   # 2-rank checkpoint, 1 process
 
 
 def test_fsdp_two_ranks_match_and_resume_in_one_process(prepared, uninterrupted, tmp_path):
@@ -123,14 +126,6 @@ def test_fsdp_two_ranks_match_and_resume_in_one_process(prepared, uninterrupted,
     run = tmp_path / "fsdp"
     out = lmforge("prepare", str(run), "--recipe", str(recipe), *OVERRIDES, "--set", "train.distributed=fsdp")
     assert out.returncode == 0, out.stderr
-    out = torchrun("train", str(run))
-    assert out.returncode == 0, out.stderr[-3000:]
-    sharded = train_losses(run)
+    sharded, resumed = two_ranks_then_resume_on_one(run)
     assert max(abs(sharded[s] - uninterrupted[s]) for s in sharded) < 2e-3
-
-    shutil.rmtree(run / "checkpoints" / f"step-{STEPS:06d}")
-    out = lmforge("train", str(run), "--resume")
-    assert out.returncode == 0, out.stderr
-    assert "resuming at step 20" in out.stdout
-    resumed = train_losses(run)
     assert max(abs(resumed[s] - sharded[s]) for s in resumed) < 2e-3
