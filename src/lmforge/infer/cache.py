@@ -6,6 +6,10 @@ plain view `k[:B, :, :S]` with no gather; when a sequence leaves, the last one
 is moved into its row (one copy per departure instead of one per step). A new
 prompt is prefilled in the spare row, chunk by chunk, then moved to row B.
 
+Keys and values of a layer live in one tensor `kv[layer]` (keys in the first
+kv_heads heads, values in the rest), so the decode step stores both with one
+indexed copy; `k[layer]` and `v[layer]` are views of it.
+
 Prefill goes through `Transformer.forward` with a `PrefillView`, which
 implements its cache protocol (`update(layer_idx, k, v) -> (k_all, v_all)`,
 `advance(n)`, `length`); the decode step (see fused.py) writes rows directly.
@@ -21,17 +25,17 @@ from lmforge.models.config import ModelConfig
 class SlotCache:
     def __init__(self, cfg: ModelConfig, rows: int, max_len: int, dtype: torch.dtype,
                  device: torch.device | str = "cpu"):
-        shape = (rows + 1, cfg.kv_heads, max_len, cfg.head_dim)
-        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layer)]
-        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layer)]
+        shape = (rows + 1, 2 * cfg.kv_heads, max_len, cfg.head_dim)
+        self.kv = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layer)]
+        self.k = [kv[:, :cfg.kv_heads] for kv in self.kv]
+        self.v = [kv[:, cfg.kv_heads:] for kv in self.kv]
         self.rows = rows
         self.max_len = max_len
         self.prefill_row = rows
 
     def move(self, src: int, dst: int, length: int) -> None:
-        for layer in range(len(self.k)):
-            self.k[layer][dst, :, :length].copy_(self.k[layer][src, :, :length])
-            self.v[layer][dst, :, :length].copy_(self.v[layer][src, :, :length])
+        for kv in self.kv:
+            kv[dst, :, :length].copy_(kv[src, :, :length])
 
 
 class PrefillView:

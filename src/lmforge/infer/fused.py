@@ -1,42 +1,50 @@
-"""The decode step with fewer, larger operations, over the model's own weights.
+"""The decode step with as few operator calls as possible, over the model's own weights.
 
 A decode step on a small model costs little arithmetic but many tiny operator
-calls, each with a fixed overhead. This forward computes exactly what
-`Transformer.forward` does for one new token per sequence, but with the query,
-key and value projections as one matrix product, the SwiGLU gate and up
-projections as one, RoPE tables looked up once per step, and keys and values
-written straight into the slot cache. The fused matrices are built once and the
-model's own projection weights become views into them, so no memory is doubled
-and prefill (which uses the model itself) sees the very same numbers. The
-remaining matrices are stored column-major where that is faster.
+calls, each with a fixed overhead (on a small CPU 3-60 us each, more than the
+arithmetic; a `nn.Module` call adds ~20 us on top). This forward computes what
+`Transformer.forward` does for one new token per sequence, but:
+  - calls functional ops on weights gathered once, never modules;
+  - projects queries, keys and values with one matrix product, and the SwiGLU
+    gate and up projections with one; the model's own projection weights become
+    views into the fused matrices, so no memory is doubled and prefill (which
+    uses the model itself) sees the very same numbers;
+  - rotates queries and keys together, in place, with rotate-half written as a
+    product with a fixed signed permutation (exact: each output is one input, +/-);
+  - writes the new keys and values into the slot cache with one indexed copy;
+  - adds the output projections to the residual inside the matrix product (addmm).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from lmforge.infer.cache import SlotCache
-from lmforge.models.transformer import Transformer, rotate_half
+from lmforge.models.transformer import Transformer
 
 
-def column_major(weight: torch.Tensor) -> torch.Tensor:
-    """The same matrix stored transposed in memory, where that makes decoding faster.
+def decode_layout(weight: torch.Tensor) -> torch.Tensor:
+    """The layout in which multiplying a few rows by `weight` (out, in) runs fastest.
 
-    Decoding multiplies a few rows by each weight; on CPU that product runs faster with
-    the weight column-major (measured: -15-25% decode time for a 30M model, the
-    vocabulary head up to 2.5x faster). Only for float32: bfloat16 kernels want rows
-    (there the same layout is 4-10x slower).
+    Measured on CPU in float32 with one thread: matrices at least as tall as they are
+    wide (q/k/v, gate/up, the vocabulary head) run 10-30% faster stored column-major,
+    wide ones (the MLP's down projection) faster row-major. bfloat16 kernels want rows
+    (there column-major is 4-10x slower).
     """
-    if weight.device.type == "cpu" and weight.dtype == torch.float32:
+    tall = weight.shape[0] >= weight.shape[1]
+    if weight.device.type == "cpu" and weight.dtype == torch.float32 and tall:
         return weight.t().contiguous().t()
-    return weight
+    return weight.contiguous()
 
 
 def _fuse(linears: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Stack the weights (and biases) of several Linears; each keeps a view of its rows."""
-    weight = column_major(torch.cat([lin.weight.detach() for lin in linears]))
+    weight = decode_layout(torch.cat([lin.weight.detach() for lin in linears]))
     bias = torch.cat([lin.bias.detach() for lin in linears]) if linears[0].bias is not None else None
     start = 0
     for lin in linears:
@@ -48,56 +56,116 @@ def _fuse(linears: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
     return weight, bias
 
 
+def _relayout(lin: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+    lin.weight = nn.Parameter(decode_layout(lin.weight.detach()), requires_grad=False)
+    return lin.weight, lin.bias
+
+
+def _functional_norm(norm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    # the tensors are captured once: reading a module's parameters costs a __getattr__ each time
+    shape, weight, eps = norm.normalized_shape, norm.weight, norm.eps
+    if isinstance(norm, nn.RMSNorm):
+        return lambda x: F.rms_norm(x, shape, weight, eps)
+    bias = norm.bias
+    return lambda x: F.layer_norm(x, shape, weight, bias, eps)
+
+
+def _add_projection(x: torch.Tensor, h: torch.Tensor, proj: tuple[torch.Tensor, torch.Tensor | None]):
+    """x + linear(h): one addmm when there is no bias."""
+    weight, bias = proj
+    if bias is None:
+        return torch.addmm(x, h, weight.t())
+    return x + F.linear(h, weight, bias)
+
+
+def rotate_half_matrix(head_dim: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """P with x @ P == rotate_half(x) == cat(-x[half:], x[:half])."""
+    half = head_dim // 2
+    p = torch.zeros(head_dim, head_dim, dtype=dtype, device=device)
+    idx = torch.arange(half, device=device)
+    p[idx + half, idx] = -1
+    p[idx, idx + half] = 1
+    return p
+
+
+@dataclass
+class _Layer:
+    norm1: Callable
+    qkv: tuple
+    q_norm: Callable | None
+    k_norm: Callable | None
+    out: tuple
+    norm2: Callable
+    up: tuple           # gate and up fused for SwiGLU
+    down: tuple
+
+
 class FusedDecoder:
     def __init__(self, model: Transformer):
         self.model = model
-        cfg = model.cfg
-        self.cfg = cfg
-        self.split = [cfg.n_head * cfg.head_dim, cfg.kv_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim]
-        self.qkv, self.gate_up = [], []
+        cfg = self.cfg = model.cfg
+        self.n_q, self.n_kv = cfg.n_head, cfg.kv_heads
+        self.layers = []
         for block in model.model.layers:
             attn, mlp = block.self_attn, block.mlp
-            self.qkv.append(_fuse([attn.q_proj, attn.k_proj, attn.v_proj]))
-            self.gate_up.append(_fuse([mlp.gate_proj, mlp.up_proj]) if cfg.mlp == "swiglu" else None)
-            for lin in (attn.o_proj, mlp.down_proj) + (() if cfg.mlp == "swiglu" else (mlp.up_proj,)):
-                lin.weight = nn.Parameter(column_major(lin.weight.detach()), requires_grad=False)
+            up = [mlp.gate_proj, mlp.up_proj] if cfg.mlp == "swiglu" else [mlp.up_proj]
+            self.layers.append(_Layer(
+                norm1=_functional_norm(block.input_layernorm),
+                qkv=_fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
+                q_norm=_functional_norm(attn.q_norm) if cfg.qk_norm else None,
+                k_norm=_functional_norm(attn.k_norm) if cfg.qk_norm else None,
+                out=_relayout(attn.o_proj),
+                norm2=_functional_norm(block.post_attention_layernorm),
+                up=_fuse(up),
+                down=_relayout(mlp.down_proj)))
+        self.final_norm = _functional_norm(model.model.norm)
         if not cfg.tie_embeddings:   # a tied head shares the embedding, whose lookups want rows
-            model.lm_head.weight = nn.Parameter(column_major(model.lm_head.weight.detach()), requires_grad=False)
+            _relayout(model.lm_head)
+        self.embed = model.model.embed_tokens.weight
+        self.embed_positions = model.model.embed_positions.weight if cfg.positions == "learned" else None
+        param = next(model.parameters())
+        self.rotate = (rotate_half_matrix(cfg.head_dim, param.dtype, param.device)
+                       if model.rotary is not None else None)
+        self._rows: dict[int, torch.Tensor] = {}
+
+    def rows(self, batch: int, device) -> torch.Tensor:
+        if batch not in self._rows:
+            self._rows[batch] = torch.arange(batch, device=device)
+        return self._rows[batch]
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
                  cache: SlotCache, span: int) -> torch.Tensor:
         """ids, positions: (B,) for cache rows 0..B-1; returns logits (B, vocab)."""
         cfg, m = self.cfg, self.model
-        B, hd = ids.shape[0], cfg.head_dim
-        rows = torch.arange(B, device=ids.device)
-        x = m.model.embed_tokens(ids)
-        if cfg.positions == "learned":
-            x = x + m.model.embed_positions(positions)
-        if m.rotary is not None:
-            cos, sin = m.rotary.cos[positions].unsqueeze(1), m.rotary.sin[positions].unsqueeze(1)
-        for i, block in enumerate(m.model.layers):
-            attn = block.self_attn
-            q, k, v = F.linear(block.input_layernorm(x), *self.qkv[i]).split(self.split, dim=-1)
-            q, k, v = q.view(B, -1, hd), k.view(B, -1, hd), v.view(B, -1, hd)
-            if cfg.qk_norm:
-                q, k = attn.q_norm(q), attn.k_norm(k)
-            if m.rotary is not None:
-                q = (q * cos + rotate_half(q) * sin).to(v.dtype)
-                k = (k * cos + rotate_half(k) * sin).to(v.dtype)
-            cache.k[i][rows, :, positions] = k
-            cache.v[i][rows, :, positions] = v
+        B, hd, nq, nkv = ids.shape[0], cfg.head_dim, self.n_q, self.n_kv
+        rows = self.rows(B, ids.device)
+        x = F.embedding(ids, self.embed)
+        if self.embed_positions is not None:
+            x = x + F.embedding(positions, self.embed_positions)
+        if self.rotate is not None:
+            cos, sin = m.rotary.cos[positions, None], m.rotary.sin[positions, None]
+        gqa = nkv != nq
+        for i, layer in enumerate(self.layers):
+            heads = F.linear(layer.norm1(x), *layer.qkv).view(B, nq + 2 * nkv, hd)
+            if layer.q_norm is not None:
+                heads[:, :nq] = layer.q_norm(heads[:, :nq])
+                heads[:, nq:nq + nkv] = layer.k_norm(heads[:, nq:nq + nkv])
+            if self.rotate is not None:
+                qk = heads[:, :nq + nkv]
+                rotated = qk @ self.rotate
+                qk.mul_(cos).addcmul_(rotated, sin)
+            cache.kv[i][rows, :, positions] = heads[:, nq:]
             y = F.scaled_dot_product_attention(
-                q.unsqueeze(2), cache.k[i][:B, :, :span], cache.v[i][:B, :, :span], attn_mask=mask,
-                enable_gqa=cfg.kv_heads != cfg.n_head)
-            x = x + attn.o_proj(y.reshape(B, -1))
-            h = block.post_attention_layernorm(x)
-            mlp = block.mlp
-            if self.gate_up[i] is not None:
-                gate, up = F.linear(h, *self.gate_up[i]).chunk(2, dim=-1)
-                h = F.silu(gate) * up
+                heads[:, :nq].unsqueeze(2), cache.k[i][:B, :, :span], cache.v[i][:B, :, :span],
+                attn_mask=mask, enable_gqa=gqa)
+            x = _add_projection(x, y.view(B, nq * hd), layer.out)
+            h = F.linear(layer.norm2(x), *layer.up)
+            if cfg.mlp == "swiglu":
+                gate, up = h.chunk(2, dim=-1)
+                h = F.silu(gate).mul_(up)
             elif cfg.mlp == "relu2":
-                h = F.relu(mlp.up_proj(h)).square()
+                h = F.relu(h).square_()
             else:
-                h = F.gelu(mlp.up_proj(h))
-            x = x + mlp.down_proj(h)
-        return m.logits(m.model.norm(x))
+                h = F.gelu(h)
+            x = _add_projection(x, h, layer.down)
+        return m.logits(self.final_norm(x))
