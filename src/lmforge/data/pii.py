@@ -17,16 +17,17 @@ from lmforge.data.steps import Record, Step
 PLACEHOLDERS = {"email": "<EMAIL>", "phone": "<PHONE>", "ip": "<IP_ADDRESS>",
                 "credit_card": "<CREDIT_CARD>", "iban": "<IBAN>", "secret": "<SECRET>"}
 
-# Patterns start with a character class or literal (fast to scan for); what may not stand
-# just before a match is checked in Python, on matches only (see _left_ok).
+# Patterns start with a character class or literal (fast to scan for; a repeat such as
+# [A-Z]{2} is not); what may not stand just before a match is checked in Python, on matches
+# only (see _left_ok).
 _EMAIL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
 # International: +CC then digit groups split by spaces or dashes. North-American: (555) 123-4567.
 _PHONE_INTL = re.compile(r"\+\d{1,3}[ -]?(?:\(\d{1,4}\)[ -]?)?\d{1,4}(?:[ -]?\d{2,4}){1,4}(?![\w-]|\.\d)")
 _PHONE_NA = re.compile(r"(?:\(\d{3}\)[ .-]?|\d{3}[.-])\d{3}[.-]\d{4}(?![\w-]|\.\d)")
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}(?![\w.]|\.\d)")
+_IPV4 = re.compile(r"\d\d{0,2}(?:\.\d{1,3}){3}(?![\w.]|\.\d)")
 _IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{1,35}(?![\w:])")
 _CARD = re.compile(r"\d(?:[ -]?\d){12,18}(?![\d-])")
-_IBAN = re.compile(r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_IBAN = re.compile(r"[A-Z][A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 # Known key formats. Each starts with a literal, which the regex engine finds quickly.
 _SECRETS = [re.compile(p) for p in (
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
@@ -93,22 +94,25 @@ def _public_ip(m: re.Match) -> bool:
 
 
 # (kind, pattern, validity check, strings one of which the lower-cased text must contain for
-# the pattern to be tried: a cheap test that skips most regex scans).
+# the pattern to be tried, whether a match holds a digit): cheap tests that skip most regex scans.
 # Order matters: secrets and cards before phones, so a card number is not half-read as a phone.
-_RULES = [*(("secret", p, None, ("",)) for p in _SECRETS),
-          ("secret", _SECRET_ASSIGN, None, ("key", "secret", "token", "passw")),
-          ("email", _EMAIL, lambda m: _left_ok(m, ".+-"), ("@",)), ("iban", _IBAN, _iban_ok, ("",)),
-          ("credit_card", _CARD, _card_ok, ("",)), ("ip", _IPV6, _public_ip, (":",)),
-          ("ip", _IPV4, _public_ip, (".",)), ("phone", _PHONE_INTL, _phone_ok, ("+",)),
-          ("phone", _PHONE_NA, _phone_ok, ("",))]
+_RULES = [*(("secret", p, None, ("",), False) for p in _SECRETS),
+          ("secret", _SECRET_ASSIGN, None, ("key", "secret", "token", "passw"), False),
+          ("email", _EMAIL, lambda m: _left_ok(m, ".+-"), ("@",), False), ("iban", _IBAN, _iban_ok, ("",), True),
+          ("credit_card", _CARD, _card_ok, ("",), True), ("ip", _IPV6, _public_ip, (":",), False),
+          ("ip", _IPV4, _public_ip, (".",), True), ("phone", _PHONE_INTL, _phone_ok, ("+",), True),
+          ("phone", _PHONE_NA, _phone_ok, ("",), True)]
 
 
 def redact(text: str, kinds: list[str]) -> tuple[str, dict[str, int]]:
     """Replace every detected item with its placeholder; return (text, hits per kind)."""
     hits: dict[str, int] = {}
     lower = text.lower()
-    for kind, pattern, check, needles in _RULES:
-        if kind not in kinds or not any(n in lower for n in needles):
+    # \d matches the digits of every script, so only ASCII text can be cleared by looking for 0-9.
+    # Placeholders hold no digits: a text without any keeps none after each substitution.
+    has_digit = not text.isascii() or any(d in text for d in "0123456789")
+    for kind, pattern, check, needles, needs_digit in _RULES:
+        if kind not in kinds or (needs_digit and not has_digit) or not any(n in lower for n in needles):
             continue
 
         def sub(m: re.Match, kind=kind, check=check) -> str:
