@@ -10,8 +10,10 @@ Hugging Face `tokenizers` and falls back to it on any difference.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+import numpy as np
 from tokenizers import Tokenizer
 
 
@@ -40,8 +42,9 @@ def _split_regex(spec: dict) -> str | None:
     return split["pattern"]["Regex"]
 
 
-def fast_encoder(tok: Tokenizer, threads: int) -> Callable[[list[str]], list[list[int]]] | None:
-    """A batch encoder equivalent to `tok.encode_batch(..., add_special_tokens=False)`, or None."""
+def fast_encoder(tok: Tokenizer, threads: int) -> Callable[[list[str]], list[np.ndarray]] | None:
+    """A batch encoder giving the ids of `tok.encode_batch(..., add_special_tokens=False)` as
+    uint32 arrays, or None."""
     try:
         import tiktoken
     except ImportError:
@@ -61,4 +64,26 @@ def fast_encoder(tok: Tokenizer, threads: int) -> Callable[[list[str]], list[lis
         enc = tiktoken.Encoding("lmforge", pat_str=pattern, mergeable_ranks=ranks, special_tokens=specials)
     except (KeyError, ValueError):
         return None
-    return lambda texts: enc.encode_batch(texts, num_threads=threads, allowed_special="all")
+
+    def encode_one(text: str) -> np.ndarray:
+        try:
+            return enc.encode_to_numpy(text, allowed_special="all")   # no Python list of ids to build
+        except UnicodeEncodeError:     # lone surrogates: `encode` repairs them, `encode_to_numpy` does not
+            return np.array(enc.encode(text, allowed_special="all"), dtype=np.uint32)
+
+    def encode_part(texts: list[str]) -> list[np.ndarray]:
+        return list(map(encode_one, texts))
+
+    if threads <= 1:
+        return encode_part
+    pool = ThreadPoolExecutor(threads)
+
+    def encode(texts: list[str]) -> list[np.ndarray]:
+        # One task per thread, not per text; interleaved parts hold about as much text each.
+        # tiktoken lets go of the GIL while it encodes, so the threads run in parallel.
+        out: list[np.ndarray] = [None] * len(texts)
+        for i, part in enumerate(pool.map(encode_part, [texts[i::threads] for i in range(threads)])):
+            out[i::threads] = part
+        return out
+
+    return encode

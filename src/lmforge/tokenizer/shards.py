@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from itertools import islice
+from concurrent.futures import ThreadPoolExecutor
+from itertools import chain, islice
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -26,15 +28,32 @@ _BATCH_DOCS = 512
 _CHECK_DOCS = 32
 
 
-def _choose_encoder(tok, sample: list[str], threads: int):
+Encode = Callable[[list[str]], list[np.ndarray]]
+
+
+def _choose_encoder(tok, sample: list[str], threads: int) -> tuple[Encode, str]:
     """tiktoken when it gives the same ids as tokenizers on `sample`, else tokenizers."""
-    def hf_encode(batch: list[str]) -> list[list[int]]:
-        return [e.ids for e in tok.encode_batch_fast(batch, add_special_tokens=False)]
+    def hf_encode(batch: list[str]) -> list[np.ndarray]:
+        return [np.array(e.ids, dtype=np.uint32) for e in tok.encode_batch_fast(batch, add_special_tokens=False)]
 
     fast = fast_encoder(tok, threads)
-    if fast is not None and fast(sample) == hf_encode(sample):
+    if fast is not None and all(map(np.array_equal, fast(sample), hf_encode(sample))):
         return fast, "tiktoken"
     return hf_encode, "tokenizers"
+
+
+def _encoded(encode: Encode, batches: Iterable[list[str]]) -> Iterator[tuple[list[str], list[np.ndarray]]]:
+    """(batch, ids) in order; each batch is encoded in a thread while the caller writes the one
+    before and reads the one after."""
+    with ThreadPoolExecutor(1) as ahead:
+        pending = None
+        for batch in batches:
+            job = ahead.submit(encode, batch)
+            if pending:
+                yield pending[0], pending[1].result()
+            pending = batch, job
+        if pending:
+            yield pending[0], pending[1].result()
 
 
 def _count_lines(path: Path) -> int:
@@ -73,27 +92,30 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
               "train_bytes": 0, "val_bytes": 0}
 
     texts = iter_texts(documents_path)
+    first = list(islice(texts, _BATCH_DOCS))
+    encode, encoder = _choose_encoder(tok, first[:_CHECK_DOCS], workers or os.cpu_count() or 1)
+    batches = chain([first], iter(lambda: list(islice(texts, _BATCH_DOCS)), []))
     progress = bar(total=n_docs, desc="encode", unit="doc")
     with atomic_path(out_dir / "train.bin") as train_tmp, atomic_path(out_dir / "val.bin") as val_tmp, \
             atomic_path(out_dir / "val.txt") as txt_tmp, open(train_tmp, "wb") as train_f, \
             open(val_tmp, "wb") as val_f, open(txt_tmp, "w", encoding="utf-8", newline="") as txt_f:
+        files = {"train": train_f, "val": val_f}
+        head, tail = np.array([bos], dtype=np.uint32), np.array([eos], dtype=np.uint32)
         index = 0
-        while batch := list(islice(texts, _BATCH_DOCS)):
-            if index == 0:
-                encode, encoder = _choose_encoder(tok, batch[:_CHECK_DOCS], workers or os.cpu_count() or 1)
-            encoded = encode(batch)
+        for batch, encoded in _encoded(encode, batches):
+            pieces: dict[str, list[np.ndarray]] = {"train": [], "val": []}
             for text, ids_ in zip(batch, encoded):
                 split = "val" if is_val[index] else "train"
-                arr = np.empty(len(ids_) + 2, dtype=dtype)
-                arr[0], arr[-1] = bos, eos
-                arr[1:-1] = ids_
-                (val_f if split == "val" else train_f).write(arr.tobytes())
+                pieces[split] += (head, ids_, tail)
                 if split == "val":
                     txt_f.write(("\n\n" if counts["val_docs"] else "") + text)
-                counts[f"{split}_tokens"] += len(arr)
+                counts[f"{split}_tokens"] += len(ids_) + 2
                 counts[f"{split}_docs"] += 1
                 counts[f"{split}_bytes"] += len(text.encode("utf-8"))
                 index += 1
+            for split, parts in pieces.items():     # one write per batch and file
+                if parts:
+                    files[split].write(np.concatenate(parts).astype(dtype).tobytes())
             progress.update(len(batch))
         progress.close()
 
