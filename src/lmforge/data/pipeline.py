@@ -4,7 +4,7 @@ Work is split by input unit (a file, a module, a start URL). Worker processes re
 run every step on their documents; the main process receives results in input order, lets
 the deduplication steps decide, and streams the kept documents to disk. Memory stays nearly
 flat: only a few units are in flight at once; the dedup state grows by one hash per distinct
-document (~70 bytes) and, with MinHash, its band index (~1 KB per kept document).
+document (~70 bytes) and, with MinHash, its band index (~300 bytes per kept document).
 """
 
 from __future__ import annotations
