@@ -114,6 +114,23 @@ def test_exact_and_minhash_decisions():
     assert near.summary()["duplicate_clusters"] == 1
 
 
+def test_minhash_band_index_matches_a_dict_per_band():
+    import random
+    from lmforge.data.dedup import _BandIndex
+    rng = random.Random(0)
+    index, dicts = _BandIndex(bands=3, flush_every=4), [{}, {}, {}]    # flushes to the sorted arrays often
+    used = [0, 2**64 - 1]
+    for owner in range(500):
+        keys = [rng.choice(used) if rng.random() < 0.1 else rng.getrandbits(64) for _ in range(3)]
+        used += keys                      # old keys come back, in their own band or another one
+        expected = next((d[k] for d, k in zip(dicts, keys) if k in d), None)
+        assert index.first_owner(keys) == expected
+        if expected is None:
+            index.add(keys, owner)
+            for d, k in zip(dicts, keys):
+                d[k] = owner
+
+
 def test_decontaminate_drops_or_flags(tmp_path):
     from lmforge.data.decontaminate import Decontaminate
     evalset = tmp_path / "eval.jsonl"
