@@ -21,9 +21,11 @@ PLACEHOLDERS = {"email": "<EMAIL>", "phone": "<PHONE>", "ip": "<IP_ADDRESS>",
 # [A-Z]{2} is not); what may not stand just before a match is checked in Python, on matches
 # only (see _left_ok).
 _EMAIL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
-# International: +CC then digit groups split by spaces or dashes. North-American: (555) 123-4567.
+# International: +CC then digit groups split by spaces or dashes.
 _PHONE_INTL = re.compile(r"\+\d{1,3}[ -]?(?:\(\d{1,4}\)[ -]?)?\d{1,4}(?:[ -]?\d{2,4}){1,4}(?![\w-]|\.\d)")
-_PHONE_NA = re.compile(r"(?:\(\d{3}\)[ .-]?|\d{3}[.-])\d{3}[.-]\d{4}(?![\w-]|\.\d)")
+# North-American: (555) 123-4567, 555-123-4567. One class reads the first character and the
+# lookbehinds tell which it was, so this pattern starts with a class too.
+_PHONE_NA = re.compile(r"[(\d](?:(?<=\()\d{3}\)[ .-]?|(?<=\d)\d{2}[.-])\d{3}[.-]\d{4}(?![\w-]|\.\d)")
 _IPV4 = re.compile(r"\d\d{0,2}(?:\.\d{1,3}){3}(?![\w.]|\.\d)")
 _IPV6 = re.compile(r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{1,35}(?![\w:])")
 _CARD = re.compile(r"\d(?:[ -]?\d){12,18}(?![\d-])")
