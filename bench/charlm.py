@@ -7,6 +7,7 @@ is training text and the last 10% validation text.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -50,6 +51,18 @@ LMFORGE = dict(
                       warmup_steps=20, decay_fraction=0.4, min_lr_ratio=0.0, dtype="auto"))
 
 RECIPES = {"baseline": BASELINE, "lmforge": LMFORGE}
+
+# Model size by wall-clock budget. In a short budget a small model wins: it sees many more
+# characters per second (measured on 2 cores, docs/experiments.md); a bigger one wins once
+# there is time to train it. Entries: (largest budget in seconds, layers, width).
+SIZE_FOR_BUDGET = [(25, 1, 64), (75, 2, 64), (200, 2, 96), (math.inf, 4, 128)]
+
+
+def lmforge_for_budget(budget_s: float) -> dict:
+    """lmforge's recipe with the model size chosen for a `budget_s`-second run."""
+    n_layer, d_model = next((n, d) for limit, n, d in SIZE_FOR_BUDGET if budget_s <= limit)
+    return dict(model=replace(LMFORGE["model"], n_layer=n_layer, d_model=d_model),
+                train=replace(LMFORGE["train"], time_budget_s=budget_s))
 
 
 def build_trainer(recipe: dict, train_tokens, val_tokens, vocab: int, *, seed: int = 0, log=None,

@@ -150,8 +150,9 @@ class Scheduler:
     def _decode_step(self) -> None:
         batch = self.running
         ids = torch.tensor([r.token_ids[-1] for r in batch], device=self.device)
-        pos = torch.tensor([r.cached for r in batch], device=self.device)
-        span = int(pos.max()) + 1
+        cached = [r.cached for r in batch]
+        pos = torch.tensor(cached, device=self.device)
+        span = max(cached) + 1
         # one row needs no mask: it attends over exactly its own keys
         mask = None if len(batch) == 1 else (
             torch.arange(span, device=self.device) <= pos.unsqueeze(1))[:, None, None, :]
