@@ -218,7 +218,8 @@ def _settle(doc: Document, trace, reason: str, steps: list[Step],
         st = step_stats[i]
         st.docs_in += 1
         st.bytes_in += size_in
-        st.counts.update(counts)
+        if counts:                  # most steps count nothing, and Counter.update is not free
+            st.counts.update(counts)
         step = steps[i]
         if isinstance(step, GlobalStep):
             why = step.decide(key, None if reason else doc)
