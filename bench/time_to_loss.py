@@ -40,7 +40,7 @@ def run(name: str, recipe: dict, budget: float, data, eval_every: int) -> dict:
                             eval_every=eval_every, checkpoint_every=0, keep_best=False, log_every=10_000)
     trainer.fit(max_seconds=budget)   # a step-counted recipe (the baseline) also stops at the budget
     reached = next((t for t, loss in history if loss <= TARGET), None)
-    model = recipe["model"]
+    model = recipe["model"].resolved()
     return {"seconds_to_target": reached, "final_loss": history[-1][1], "train_seconds": history[-1][0],
             "steps": trainer.state.step, "model": f"{model.n_layer}x{model.d_model}", "history": history}
 
