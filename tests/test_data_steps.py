@@ -166,3 +166,15 @@ def test_sources_need_distinct_labels():
     with pytest.raises(UserError, match="two sources are labelled 'files'"):
         from_dict(DataConfig, {"sources": [{"kind": "files", "path": "a"}, {"kind": "files", "path": "b"}]},
                   "recipe.data")
+
+
+def test_top_ngram_ties_go_to_the_first_occurring_ngram():
+    # n-gram ids are string hashes, which change from process to process: a tie between two
+    # equally frequent n-grams must be settled by position, or the same document could be
+    # kept in one run and removed in the next
+    import numpy as np
+    from lmforge.data.quality import _top_count
+    assert _top_count(np.array([9, 3, 9, 3, 7], dtype=np.uint64)) == (2, 0)
+    assert _top_count(np.array([3, 9, 3, 9, 7], dtype=np.uint64)) == (2, 0)
+    assert _top_count(np.array([7, 3, 9, 3, 9, 9], dtype=np.uint64)) == (3, 2)
+    assert _top_count(np.array([1, 2, 3], dtype=np.uint64)) == (1, 0)

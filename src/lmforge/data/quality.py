@@ -53,15 +53,19 @@ def _letter_words(text: str, words: list[str]) -> int:
 
 
 def _top_count(h: np.ndarray) -> tuple[int, int]:
-    """(count, first position) of the most frequent value in h, the smallest value on ties."""
+    """(count, first position) of the most frequent value in h; on ties the one that occurs first.
+
+    Ties are broken by position, not by value: the values are string hashes, which differ
+    from one process to the next, and the result must not."""
     s = np.sort(h)
     same = s[1:] == s[:-1]
     if not same.any():
         return 1, 0
     edges = np.flatnonzero(np.concatenate(([True], ~same, [True])))    # bounds of the runs of equal values
     counts = np.diff(edges)
-    top = int(np.argmax(counts))
-    return int(counts[top]), int(np.argmax(h == s[edges[top]]))
+    top = counts.max()
+    tied = s[edges[:-1][counts == top]]
+    return int(top), int(np.argmax(np.isin(h, tied)))
 
 
 def _later_copies(h: np.ndarray) -> np.ndarray:
