@@ -118,10 +118,14 @@ class Engine:
         return request
 
     def events(self, prompt: str | list[int], params: SamplingParams,
-               prompt_logprobs: bool = False) -> Iterator[Event]:
-        """Events of one request; closing the iterator early cancels the request."""
+               prompt_logprobs: bool = False, deltas: bool = True) -> Iterator[Event]:
+        """Events of one request; closing the iterator early cancels the request.
+
+        deltas=False passes on only the final event: the caller's thread is then not woken
+        for every token, which on a small CPU costs about a tenth of the decode time."""
         inbox: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        request = self.submit(prompt, params, inbox.put, prompt_logprobs)
+        sink = inbox.put if deltas else (lambda event: None if isinstance(event, Delta) else inbox.put(event))
+        request = self.submit(prompt, params, sink, prompt_logprobs)
         try:
             while True:
                 event = inbox.get()
@@ -136,10 +140,8 @@ class Engine:
     def generate(self, prompt: str | list[int], **kw) -> GenerationResult:
         """Complete `prompt`; keyword arguments are the fields of `SamplingParams`."""
         params = SamplingParams(**_normalize(kw))
-        result = None
-        for event in self.events(prompt, params, prompt_logprobs=params.echo and params.logprobs):
-            if isinstance(event, Done):
-                result = event.result
+        for event in self.events(prompt, params, prompt_logprobs=params.echo and params.logprobs, deltas=False):
+            result = event.result    # the one event without deltas: Done (a failure raises)
         if params.echo:
             prompt_text = prompt if isinstance(prompt, str) else self.decode(result.prompt_token_ids)
             result.text = prompt_text + result.text
