@@ -1,9 +1,10 @@
 """Turning one row of logits into the next token.
 
 The order follows Hugging Face and vLLM: penalties on the raw logits, then
-temperature, then the top-k / top-p / min-p filters, then a draw from the
-request's own `torch.Generator` (so a seed reproduces a completion no matter
-which other requests share its batch). Temperature 0 means greedy.
+temperature, then the top-k / top-p / min-p filters, then a draw: from the
+request's own `torch.Generator` when it has a seed (so a seed reproduces a
+completion no matter which other requests share its batch), in one call for all
+the rows without one. Temperature 0 means greedy.
 """
 
 from __future__ import annotations
@@ -111,8 +112,8 @@ def sample_batch(logits: torch.Tensor, params: list[SamplingParams], generators:
                  penalties: list[Penalties | None]) -> list[int]:
     """Pick the next token for each row of float32 logits (B, V), each row with its own settings.
 
-    Sampling uses the exponential race, argmax(p / E) with E ~ Exp(1) drawn from the row's own
-    generator: an exact draw from p that keeps everything but the noise batched.
+    Sampling uses the exponential race, argmax(p / E) with E ~ Exp(1) (from the row's own
+    generator when it has a seed): an exact draw from p that keeps everything but the noise batched.
     """
     if all(p.greedy for p in params) and not any(penalties):
         return logits.argmax(-1).tolist()
@@ -126,9 +127,14 @@ def sample_batch(logits: torch.Tensor, params: list[SamplingParams], generators:
         if not p.greedy and (p.top_k or p.top_p < 1.0 or p.min_p > 0):
             scaled[i] = filter_logits(scaled[i], p)
     noise = torch.ones_like(scaled)
+    unseeded = []
     for i, (p, g) in enumerate(zip(params, generators)):
-        if not p.greedy:
+        if not p.greedy and p.seed is not None:
             noise[i].exponential_(generator=g)
+        elif not p.greedy:
+            unseeded.append(i)
+    if unseeded:   # rows without a seed need no generator of their own: one draw serves them all
+        noise[unseeded] = noise[unseeded].exponential_(generator=generators[unseeded[0]])
     # greedy rows keep noise 1, so the same argmax serves both kinds; a zero draw must not divide by 0
     noise.clamp_(min=torch.finfo(noise.dtype).tiny)
     return (scaled.softmax(-1) / noise).argmax(-1).tolist()
