@@ -18,6 +18,7 @@ from lmforge.errors import UserError
 from lmforge.infer.engine import Engine
 from lmforge.infer.tiny import make_tiny_run
 from lmforge.serve.app import create_app, serve
+from lmforge.serve.formatting import sse
 
 KEY = "test-key-123"
 
@@ -95,6 +96,16 @@ def test_chat_and_chat_stream(client, engine):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == want.text
     assert chunks[-1].usage.completion_tokens == want.completion_tokens
+
+
+def test_stream_events_survive_unicode_line_separators():
+    # generated text may hold U+2028 or U+0085, which JSON leaves raw and str.splitlines treats as
+    # line ends; a client reading the stream line by line must still get whole events
+    text = "a\u2028b\x85c\u2029d \u00e9"
+    event = sse({"choices": [{"text": text}]})
+    lines = event.splitlines()
+    assert lines == [event[:-2], ""]
+    assert json.loads(lines[0].removeprefix("data: "))["choices"][0]["text"] == text
 
 
 def test_echo_logprobs_equal_in_process(client, engine):

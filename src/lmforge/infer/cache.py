@@ -10,9 +10,7 @@ Keys and values of a layer live in one tensor `kv[layer]` (keys in the first
 kv_heads heads, values in the rest), so the decode step stores both with one
 indexed copy; `k[layer]` and `v[layer]` are views of it.
 
-Prefill goes through `Transformer.forward` with a `PrefillView`, which
-implements its cache protocol (`update(layer_idx, k, v) -> (k_all, v_all)`,
-`advance(n)`, `length`); the decode step (see fused.py) writes rows directly.
+Both the prefill and the decode step (see fused.py) write rows directly.
 """
 
 from __future__ import annotations
@@ -37,20 +35,3 @@ class SlotCache:
         for kv in self.kv:
             kv[dst, :, :length].copy_(kv[src, :, :length])
 
-
-class PrefillView:
-    """A chunk of one prompt written into the prefill row at [start, start + T)."""
-
-    def __init__(self, cache: SlotCache, start: int):
-        self.cache = cache
-        self.length = start
-
-    def update(self, layer_idx: int, k: torch.Tensor, v: torch.Tensor):
-        row, end = self.cache.prefill_row, self.length + k.shape[2]
-        ck, cv = self.cache.k[layer_idx], self.cache.v[layer_idx]
-        ck[row, :, self.length:end] = k[0]
-        cv[row, :, self.length:end] = v[0]
-        return ck[row:row + 1, :, :end], cv[row:row + 1, :, :end]
-
-    def advance(self, n: int) -> None:
-        self.length += n

@@ -1,17 +1,18 @@
-"""The decode step with as few operator calls as possible, over the model's own weights.
+"""The engine's forward passes with as few operator calls as possible, over the model's own weights.
 
 A decode step on a small model costs little arithmetic but many tiny operator
 calls, each with a fixed overhead (on a small CPU 3-60 us each, more than the
 arithmetic; a `nn.Module` call adds ~20 us on top). This forward computes what
-`Transformer.forward` does for one new token per sequence, but:
+`Transformer.forward` does, for one new token per sequence (a decode step) or
+for a chunk of one prompt (prefill), but:
   - calls functional ops on weights gathered once, never modules;
   - projects queries, keys and values with one matrix product, and the SwiGLU
     gate and up projections with one; the model's own projection weights become
-    views into the fused matrices, so no memory is doubled and prefill (which
-    uses the model itself) sees the very same numbers;
+    views into the fused matrices, so no memory is doubled and the model itself
+    (training, evaluation) sees the very same numbers;
   - rotates queries and keys together, in place, with rotate-half written as a
     product with a fixed signed permutation (exact: each output is one input, +/-);
-  - writes the new keys and values into the slot cache with one indexed copy;
+  - writes the new keys and values into the slot cache with one copy per layer;
   - adds the output projections to the residual inside the matrix product (addmm).
 """
 
@@ -135,18 +136,51 @@ class FusedDecoder:
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
                  cache: SlotCache, span: int) -> torch.Tensor:
-        """ids, positions: (B,) for cache rows 0..B-1; returns logits (B, vocab)."""
-        cfg, m = self.cfg, self.model
-        B, hd, nq, nkv = ids.shape[0], cfg.head_dim, self.n_q, self.n_kv
+        """One decode step. ids, positions: (B,) for cache rows 0..B-1; returns logits (B, vocab)."""
+        B, nq, gqa = ids.shape[0], self.n_q, self.n_kv != self.n_q
         rows = self.rows(B, ids.device)
+
+        def attend(i: int, heads: torch.Tensor) -> torch.Tensor:
+            cache.kv[i][rows, :, positions] = heads[:, nq:]
+            return F.scaled_dot_product_attention(
+                heads[:, :nq].unsqueeze(2), cache.k[i][:B, :, :span], cache.v[i][:B, :, :span],
+                attn_mask=mask, enable_gqa=gqa)
+
+        return self.model.logits(self._layers(ids, positions, attend))
+
+    def prefill(self, ids: torch.Tensor, start: int, cache: SlotCache) -> torch.Tensor:
+        """Tokens start..start+T-1 of one prompt into the cache's prefill row; returns the
+        final-normed hidden states (T, d_model)."""
+        T, nq, gqa = ids.shape[0], self.n_q, self.n_kv != self.n_q
+        row, end = cache.prefill_row, start + T
+        positions = torch.arange(start, end, device=ids.device)
+        # a chunk after earlier ones attends to all of them: query t sits at position start + t
+        mask = None if start == 0 else torch.ones(T, end, dtype=torch.bool, device=ids.device).tril(start)
+
+        def attend(i: int, heads: torch.Tensor) -> torch.Tensor:
+            cache.kv[i][row, :, start:end] = heads[:, nq:].transpose(0, 1)
+            y = F.scaled_dot_product_attention(
+                heads[:, :nq].transpose(0, 1).unsqueeze(0), cache.k[i][row:row + 1, :, :end],
+                cache.v[i][row:row + 1, :, :end], attn_mask=mask, is_causal=mask is None and T > 1,
+                enable_gqa=gqa)
+            return y[0].transpose(0, 1)
+
+        return self._layers(ids, positions, attend)
+
+    def _layers(self, ids: torch.Tensor, positions: torch.Tensor,
+                attend: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The blocks over N token rows; `attend(layer, heads)` stores that layer's keys and
+        values and returns the attention output, (N, n_head, 1 or N, head_dim) in any layout
+        that views as (N, n_head * head_dim)."""
+        cfg, m = self.cfg, self.model
+        N, hd, nq, nkv = ids.shape[0], cfg.head_dim, self.n_q, self.n_kv
         x = F.embedding(ids, self.embed)
         if self.embed_positions is not None:
             x = x + F.embedding(positions, self.embed_positions)
         if self.rotate is not None:
             cos, sin = m.rotary.cos[positions, None], m.rotary.sin[positions, None]
-        gqa = nkv != nq
         for i, layer in enumerate(self.layers):
-            heads = F.linear(layer.norm1(x), *layer.qkv).view(B, nq + 2 * nkv, hd)
+            heads = F.linear(layer.norm1(x), *layer.qkv).view(N, nq + 2 * nkv, hd)
             if layer.q_norm is not None:
                 heads[:, :nq] = layer.q_norm(heads[:, :nq])
                 heads[:, nq:nq + nkv] = layer.k_norm(heads[:, nq:nq + nkv])
@@ -154,11 +188,7 @@ class FusedDecoder:
                 qk = heads[:, :nq + nkv]
                 rotated = qk @ self.rotate
                 qk.mul_(cos).addcmul_(rotated, sin)
-            cache.kv[i][rows, :, positions] = heads[:, nq:]
-            y = F.scaled_dot_product_attention(
-                heads[:, :nq].unsqueeze(2), cache.k[i][:B, :, :span], cache.v[i][:B, :, :span],
-                attn_mask=mask, enable_gqa=gqa)
-            x = _add_projection(x, y.view(B, nq * hd), layer.out)
+            x = _add_projection(x, attend(i, heads).reshape(N, nq * hd), layer.out)
             h = F.linear(layer.norm2(x), *layer.up)
             if cfg.mlp == "swiglu":
                 gate, up = h.chunk(2, dim=-1)
@@ -168,4 +198,4 @@ class FusedDecoder:
             else:
                 h = F.gelu(h)
             x = _add_projection(x, h, layer.down)
-        return m.logits(self.final_norm(x))
+        return self.final_norm(x)

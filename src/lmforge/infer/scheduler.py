@@ -16,7 +16,7 @@ import threading
 
 import torch
 
-from lmforge.infer.cache import PrefillView, SlotCache
+from lmforge.infer.cache import SlotCache
 from lmforge.infer.fused import FusedDecoder
 from lmforge.infer.request import Request
 from lmforge.infer.sampling import sample_batch
@@ -116,9 +116,8 @@ class Scheduler:
         """Prefill up to `budget` more prompt tokens of `r`; return how many were processed."""
         start = r.cached
         end = min(len(r.prompt_ids), start + budget)
-        ids = torch.tensor([r.prompt_ids[start:end]], device=self.device)
-        positions = torch.arange(start, end, device=self.device).unsqueeze(0)
-        hidden = self.model(ids, positions, None, PrefillView(self.cache, start), return_hidden=True)[0]
+        ids = torch.tensor(r.prompt_ids[start:end], device=self.device)
+        hidden = self.decoder.prefill(ids, start, self.cache)
         r.cached = end
         if r.want_prompt_logprobs:
             self._record_prompt_logprobs(r, hidden, start, end)

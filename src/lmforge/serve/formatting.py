@@ -19,7 +19,12 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 
 def sse(obj: dict | str) -> str:
-    return f"data: {obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)}\n\n"
+    """One server-sent event. JSON leaves U+0085, U+2028 and U+2029 unescaped, and line readers
+    that split like `str.splitlines` (httpx's `aiter_lines` among them) would cut the event there."""
+    data = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)
+    if not data.isascii():
+        data = data.replace("\x85", "\\u0085").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return f"data: {data}\n\n"
 
 
 class CompletionLogprobs:
