@@ -48,6 +48,19 @@ def test_shards_layout_and_meta(setup):
     assert (root / "t3" / "val.txt").read_text() != val_text and other["val_docs"] == 6
 
 
+def test_lone_surrogates_become_replacement_characters(setup, tmp_path):
+    # a documents.jsonl written by hand (no pipeline run) may spell half a UTF-16 pair
+    root, _, _ = setup
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "broken \\ud800 pair"}\n{"text": "fine"}\n{"text": "also \\udfff here"}\n')
+    meta = encode_shards(root / "tok", docs, tmp_path / "t", val_fraction=0.5, seed=0)
+    assert meta["train_docs"] + meta["val_docs"] == 3
+    val_text = (tmp_path / "t" / "val.txt").read_text(encoding="utf-8")
+    assert "\ud800" not in val_text and "\udfff" not in val_text
+    assert "\ufffd" in val_text   # two of the three documents are validation, so one broken one
+    train_tokenizer(TokenizerConfig(vocab_size=300, min_frequency=1), docs, tmp_path / "tok")
+
+
 def test_at_least_one_validation_document(setup, tmp_path):
     root, _, _ = setup
     docs = tmp_path / "two.jsonl"
@@ -76,8 +89,8 @@ def test_fast_encoder_matches_tokenizers(setup):
     root, _, texts = setup
     tok = load_tokenizer(root / "tok")
     sample = texts + ["Tabs\tand  spaces\n\n\r\n 12345 <|end|> naïve 日本語 🙂", "  ", "x" * 5000]
-    fast = fast_encoder(tok, threads=2)
+    fast = fast_encoder(tok)
     expected = [e.ids for e in tok.encode_batch(sample, add_special_tokens=False)]
     assert [ids.tolist() for ids in fast(sample)] == expected
     char = train_tokenizer(TokenizerConfig(kind="char"), root / "documents.jsonl", root / "char")
-    assert fast_encoder(char, threads=2) is None
+    assert fast_encoder(char) is None

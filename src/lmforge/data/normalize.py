@@ -10,10 +10,8 @@ import re
 import unicodedata
 
 from lmforge.data.config import NormalizeConfig
-from lmforge.data.steps import Record, Step
+from lmforge.data.steps import LONE_SURROGATE, Record, Step
 
-# Lone surrogates are how undecodable bytes arrive (decoded with 'surrogateescape').
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # C0/C1 controls except tab and newline, plus invisible zero-width marks and the BOM.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\u200b\u2060\ufeff]")
 _CR = re.compile(r"\r\n?|\x85|\u2028|\u2029")
@@ -40,7 +38,7 @@ class Normalize(Step):
         text = doc.text
         is_ascii = text.isascii()
         if not is_ascii:
-            text, n = _SURROGATE.subn("\ufffd", text)
+            text, n = LONE_SURROGATE.subn("\ufffd", text)
             if n:
                 rec.count("invalid_utf8_bytes", n)
             if not unicodedata.is_normalized(self.cfg.form, text):

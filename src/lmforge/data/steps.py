@@ -50,7 +50,9 @@ class GlobalStep(Step):
         return {}
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# Lone surrogates are how undecodable bytes arrive (decoded with 'surrogateescape'), or how JSON
+# spells half a UTF-16 pair; no UTF-8 text holds one.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class FinalCheck(Step):
@@ -63,7 +65,7 @@ class FinalCheck(Step):
 
     def apply(self, doc, rec):
         if not doc.text.isascii():
-            doc.text, n = _SURROGATE.subn("\ufffd", doc.text)
+            doc.text, n = LONE_SURROGATE.subn("\ufffd", doc.text)
             if n:
                 rec.count("invalid_utf8_bytes", n)
         if len(doc.text.strip()) < self.min_chars:

@@ -10,7 +10,6 @@ Hugging Face `tokenizers` and falls back to it on any difference.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -42,9 +41,10 @@ def _split_regex(spec: dict) -> str | None:
     return split["pattern"]["Regex"]
 
 
-def fast_encoder(tok: Tokenizer, threads: int) -> Callable[[list[str]], list[np.ndarray]] | None:
+def fast_encoder(tok: Tokenizer) -> Callable[[list[str]], list[np.ndarray]] | None:
     """A batch encoder giving the ids of `tok.encode_batch(..., add_special_tokens=False)` as
-    uint32 arrays, or None."""
+    uint32 arrays, or None. It runs on the calling thread; tiktoken lets go of the GIL while
+    it encodes, so several threads can share it."""
     try:
         import tiktoken
     except ImportError:
@@ -71,19 +71,7 @@ def fast_encoder(tok: Tokenizer, threads: int) -> Callable[[list[str]], list[np.
         except UnicodeEncodeError:     # lone surrogates: `encode` repairs them, `encode_to_numpy` does not
             return np.array(enc.encode(text, allowed_special="all"), dtype=np.uint32)
 
-    def encode_part(texts: list[str]) -> list[np.ndarray]:
-        return list(map(encode_one, texts))
-
-    if threads <= 1:
-        return encode_part
-    pool = ThreadPoolExecutor(threads)
-
     def encode(texts: list[str]) -> list[np.ndarray]:
-        # One task per thread, not per text; interleaved parts hold about as much text each.
-        # tiktoken lets go of the GIL while it encodes, so the threads run in parallel.
-        out: list[np.ndarray] = [None] * len(texts)
-        for i, part in enumerate(pool.map(encode_part, [texts[i::threads] for i in range(threads)])):
-            out[i::threads] = part
-        return out
+        return list(map(encode_one, texts))
 
     return encode

@@ -31,15 +31,24 @@ _CHECK_DOCS = 32
 Encode = Callable[[list[str]], list[np.ndarray]]
 
 
-def _choose_encoder(tok, sample: list[str], threads: int) -> tuple[Encode, str]:
-    """tiktoken when it gives the same ids as tokenizers on `sample`, else tokenizers."""
+def _choose_encoder(tok, sample: list[str], pool: ThreadPoolExecutor, threads: int) -> tuple[Encode, str]:
+    """tiktoken, on `threads` threads of `pool`, when it gives the same ids as tokenizers on
+    `sample`; else tokenizers (which has its own Rust thread pool)."""
     def hf_encode(batch: list[str]) -> list[np.ndarray]:
         return [np.array(e.ids, dtype=np.uint32) for e in tok.encode_batch_fast(batch, add_special_tokens=False)]
 
-    fast = fast_encoder(tok, threads)
-    if fast is not None and all(map(np.array_equal, fast(sample), hf_encode(sample))):
-        return fast, "tiktoken"
-    return hf_encode, "tokenizers"
+    fast = fast_encoder(tok)
+    if fast is None or not all(map(np.array_equal, fast(sample), hf_encode(sample))):
+        return hf_encode, "tokenizers"
+
+    def parallel_encode(texts: list[str]) -> list[np.ndarray]:
+        # one task per thread, not per text; interleaved parts hold about as much text each
+        out: list[np.ndarray] = [None] * len(texts)
+        for i, part in enumerate(pool.map(fast, [texts[i::threads] for i in range(threads)])):
+            out[i::threads] = part
+        return out
+
+    return (parallel_encode if threads > 1 else fast), "tiktoken"
 
 
 def _encoded(encode: Encode, batches: Iterable[list[str]]) -> Iterator[tuple[list[str], list[np.ndarray]]]:
@@ -93,12 +102,14 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
 
     texts = iter_texts(documents_path)
     first = list(islice(texts, _BATCH_DOCS))
-    encode, encoder = _choose_encoder(tok, first[:_CHECK_DOCS], workers or os.cpu_count() or 1)
+    threads = workers or os.cpu_count() or 1
     batches = chain([first], iter(lambda: list(islice(texts, _BATCH_DOCS)), []))
     progress = bar(total=n_docs, desc="encode", unit="doc")
-    with atomic_path(out_dir / "train.bin") as train_tmp, atomic_path(out_dir / "val.bin") as val_tmp, \
-            atomic_path(out_dir / "val.txt") as txt_tmp, open(train_tmp, "wb") as train_f, \
-            open(val_tmp, "wb") as val_f, open(txt_tmp, "w", encoding="utf-8", newline="") as txt_f:
+    with ThreadPoolExecutor(threads) as pool, atomic_path(out_dir / "train.bin") as train_tmp, \
+            atomic_path(out_dir / "val.bin") as val_tmp, atomic_path(out_dir / "val.txt") as txt_tmp, \
+            open(train_tmp, "wb") as train_f, open(val_tmp, "wb") as val_f, \
+            open(txt_tmp, "w", encoding="utf-8", newline="") as txt_f:
+        encode, encoder = _choose_encoder(tok, first[:_CHECK_DOCS], pool, threads)
         files = {"train": train_f, "val": val_f}
         head, tail = np.array([bos], dtype=np.uint32), np.array([eos], dtype=np.uint32)
         index = 0

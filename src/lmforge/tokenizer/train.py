@@ -15,6 +15,7 @@ from typing import Iterator
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from lmforge.atomic import write_json, write_text
+from lmforge.data.steps import LONE_SURROGATE
 from lmforge.errors import UserError
 from lmforge.progress import bar
 from lmforge.tokenizer.config import TokenizerConfig
@@ -50,6 +51,8 @@ def iter_texts(documents_path: Path, max_bytes: int = 0) -> Iterator[str]:
                 text = json.loads(line)["text"]
             except (json.JSONDecodeError, KeyError, TypeError):
                 raise UserError(f"{documents_path} line {n}: not a JSON object with a 'text' field") from None
+            if not text.isascii():   # JSON may spell a lone surrogate ("\\ud800"): U+FFFD, as the pipeline does
+                text = LONE_SURROGATE.sub("\ufffd", text)
             yield text
             seen += len(text.encode("utf-8")) if max_bytes else 0
             if max_bytes and seen >= max_bytes:
