@@ -2,7 +2,8 @@
 
 Starts `lmforge.serve.app.serve` in a subprocess on 127.0.0.1 with a random
 quickstart-sized model (llama-mini), runs one streaming client, then N
-concurrent streaming clients, each for a bounded time, and prints a JSON line:
+concurrent streaming clients, then one client again (the single-client rate is
+the mean of the two), each for a bounded time, and prints a JSON line:
 aggregate tokens/s, the single-client tokens/s, their ratio, p99 time to first
 token, errors, and the server's RSS before and after.
 
@@ -98,14 +99,22 @@ def main() -> None:
                 pass
             time.sleep(0.5)
         rss_before = rss_mib(server.pid)
-        single = asyncio.run(load(base, 1, args.seconds / 2, args.max_tokens))
+        # one client before and after the concurrent run, so a machine whose speed drifts
+        # during the run moves both sides of the ratio alike
+        before = asyncio.run(load(base, 1, args.seconds / 4, args.max_tokens))
         many = asyncio.run(load(base, args.clients, args.seconds, args.max_tokens))
+        after = asyncio.run(load(base, 1, args.seconds / 4, args.max_tokens))
         rss_after = rss_mib(server.pid)
+        single = {"tokens_per_s": round((before["tokens_per_s"] + after["tokens_per_s"]) / 2, 1),
+                  "errors": before["errors"] + after["errors"],
+                  "p99_ttft_s": max(before["p99_ttft_s"], after["p99_ttft_s"]),
+                  "before_after": [before["tokens_per_s"], after["tokens_per_s"]]}
     finally:
         server.terminate()
         server.wait(timeout=30)
     print(json.dumps({"clients": args.clients, "aggregate_tokens_per_s": many["tokens_per_s"],
                       "single_client_tokens_per_s": single["tokens_per_s"],
+                      "single_client_before_after": single["before_after"],
                       "ratio": round(many["tokens_per_s"] / max(single["tokens_per_s"], 1e-9), 2),
                       "p99_ttft_s": many["p99_ttft_s"], "p50_ttft_s": many["p50_ttft_s"],
                       "single_p99_ttft_s": single["p99_ttft_s"], "requests": many["requests"],
