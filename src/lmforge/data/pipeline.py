@@ -12,14 +12,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
-import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 from lmforge.atomic import atomic_path, write_json, write_text
 from lmforge.data.config import DataConfig
@@ -30,6 +27,7 @@ from lmforge.data.sources import Source
 from lmforge.data.stats import OutputStats, StepStats, utf8_len
 from lmforge.data.steps import GlobalStep, Record, Step, build_steps
 from lmforge.errors import UserError
+from lmforge.parallel import ordered_map
 from lmforge.progress import bar
 
 _worker: dict = {}
@@ -87,38 +85,6 @@ def fingerprint(cfg: DataConfig, shard: tuple[int, int] | None, seed: int) -> st
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _results(tasks: list[tuple[int, str]], cfg: DataConfig, seed: int, workers: int,
-             full: set[int]) -> Iterator[list[tuple]]:
-    """Unit results in input order, from a process pool that never runs far ahead of the reader.
-    Units of the sources in `full` (max_docs reached; the caller adds to it) are not read."""
-    if workers <= 1 or len(tasks) <= 1:
-        _init_worker(cfg, seed)
-        yield from (_process_unit(t) for t in tasks if t[0] not in full)
-        return
-    slots = threading.Semaphore(4 * workers)
-    stopped = threading.Event()
-
-    def feed():
-        for task in tasks:
-            if task[0] in full:
-                continue
-            slots.acquire()
-            if stopped.is_set():
-                return
-            yield task
-
-    with multiprocessing.get_context().Pool(workers, _init_worker, (cfg, seed)) as pool:
-        try:
-            for result in pool.imap(_process_unit, feed()):
-                slots.release()
-                yield result
-        finally:
-            # Unblock the feeder if we stop early (an error), so the pool can shut down.
-            stopped.set()
-            for _ in range(4 * workers + 1):
-                slots.release()
-
-
 def run_pipeline(cfg: DataConfig, out_dir: Path, *, workers: int | None = None,
                  shard: tuple[int, int] | None = None, seed: int = 0) -> dict:
     """Collect and clean documents into `out_dir`; return the statistics.
@@ -158,7 +124,10 @@ def run_pipeline(cfg: DataConfig, out_dir: Path, *, workers: int | None = None,
             open(removed_tmp, "w", encoding="utf-8") as removed_f:
         progress = bar(total=len(tasks), desc="data", unit="input")
         full: set[int] = set()
-        for unit_result in _results(tasks, cfg, seed, workers, full):
+        # units of sources that reached max_docs (`full`, filled below) are not read
+        units = (t for t in tasks if t[0] not in full)
+        results = ordered_map(_process_unit, units, min(workers, len(tasks)), _init_worker, (cfg, seed))
+        for unit_result in results:
             progress.update(1)
             for item in unit_result:
                 if item[0] == "skip":

@@ -3,7 +3,7 @@
 A byte-level BPE whose pre-tokenizer is one split regex, trained by `train.py`, gives token ids
 in merge order, which is exactly tiktoken's "rank" model: the same vocabulary and regex in
 tiktoken give the same ids several times faster. `fast_encoder` builds that encoder only when
-the tokenizer has this shape, and `encode_shards` still checks its first batch against
+the tokenizer has this shape, and `encode_shards` still checks a sample of documents against
 Hugging Face `tokenizers` and falls back to it on any difference.
 """
 
@@ -43,8 +43,7 @@ def _split_regex(spec: dict) -> str | None:
 
 def fast_encoder(tok: Tokenizer) -> Callable[[list[str]], list[np.ndarray]] | None:
     """A batch encoder giving the ids of `tok.encode_batch(..., add_special_tokens=False)` as
-    uint32 arrays, or None. It runs on the calling thread; tiktoken lets go of the GIL while
-    it encodes, so several threads can share it."""
+    uint32 arrays, or None."""
     try:
         import tiktoken
     except ImportError:

@@ -1,68 +1,38 @@
 """Encode cleaned documents into flat token files (train.bin, val.bin) that training memory-maps.
 
 Each document becomes [BOS] + ids + [EOS]. The split is by document, fixed by the seed,
-and always holds out at least one validation document. Documents are encoded in batches on
-all cores in Rust: with tiktoken when the tokenizer allows it (see fast.py), otherwise with
-`Tokenizer.encode_batch_fast`.
+and always holds out at least one validation document. Batches of documents are parsed and
+encoded in worker processes (all cores by default) and written here in input order; only a
+few batches are in flight, so memory does not grow with the corpus. Encoding uses tiktoken
+when the tokenizer allows it and gives the same ids on a sample (see fast.py), otherwise
+Hugging Face `tokenizers`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
-from itertools import chain, islice
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from lmforge.atomic import atomic_path, write_json
 from lmforge.errors import UserError
+from lmforge.parallel import ordered_map
 from lmforge.progress import bar
 from lmforge.tokenizer.fast import fast_encoder
 from lmforge.tokenizer.load import load_tokenizer, special_ids, tokenizer_file
-from lmforge.tokenizer.train import iter_texts
+from lmforge.tokenizer.train import document_text, iter_texts
 
 _BATCH_DOCS = 512
 _CHECK_DOCS = 32
 
 
-Encode = Callable[[list[str]], list[np.ndarray]]
-
-
-def _choose_encoder(tok, sample: list[str], pool: ThreadPoolExecutor, threads: int) -> tuple[Encode, str]:
-    """tiktoken, on `threads` threads of `pool`, when it gives the same ids as tokenizers on
-    `sample`; else tokenizers (which has its own Rust thread pool)."""
-    def hf_encode(batch: list[str]) -> list[np.ndarray]:
-        return [np.array(e.ids, dtype=np.uint32) for e in tok.encode_batch_fast(batch, add_special_tokens=False)]
-
-    fast = fast_encoder(tok)
-    if fast is None or not all(map(np.array_equal, fast(sample), hf_encode(sample))):
-        return hf_encode, "tokenizers"
-
-    def parallel_encode(texts: list[str]) -> list[np.ndarray]:
-        # one task per thread, not per text; interleaved parts hold about as much text each
-        out: list[np.ndarray] = [None] * len(texts)
-        for i, part in enumerate(pool.map(fast, [texts[i::threads] for i in range(threads)])):
-            out[i::threads] = part
-        return out
-
-    return (parallel_encode if threads > 1 else fast), "tiktoken"
-
-
-def _encoded(encode: Encode, batches: Iterable[list[str]]) -> Iterator[tuple[list[str], list[np.ndarray]]]:
-    """(batch, ids) in order; each batch is encoded in a thread while the caller writes the one
-    before and reads the one after."""
-    with ThreadPoolExecutor(1) as ahead:
-        pending = None
-        for batch in batches:
-            job = ahead.submit(encode, batch)
-            if pending:
-                yield pending[0], pending[1].result()
-            pending = batch, job
-        if pending:
-            yield pending[0], pending[1].result()
+def _zero_counts() -> dict[str, int]:
+    return {f"{split}_{what}": 0 for split in ("train", "val") for what in ("tokens", "docs", "bytes")}
 
 
 def _count_lines(path: Path) -> int:
@@ -79,12 +49,72 @@ def _validation_indices(n_docs: int, val_fraction: float, seed: int) -> np.ndarr
     return np.sort(np.random.default_rng(seed).choice(n_docs, size=n_val, replace=False))
 
 
+def _tiktoken_agrees(tok, sample: list[str]) -> bool:
+    """Whether tiktoken can encode for `tok`: it can express it and gives the same ids on `sample`.
+    (One document at a time here: HF's thread pool is not started before the workers fork.)"""
+    fast = fast_encoder(tok)
+    return fast is not None and all(
+        ids.tolist() == tok.encode(text, add_special_tokens=False).ids for ids, text in zip(fast(sample), sample))
+
+
+def _line_batches(path: Path, is_val: np.ndarray) -> Iterator[tuple[int, list[bytes], np.ndarray]]:
+    """(index of the first document, raw lines, which of them are validation documents)."""
+    with open(path, "rb") as f:
+        start = 0
+        while lines := list(islice(f, _BATCH_DOCS)):
+            yield start, lines, is_val[start:start + len(lines)]
+            start += len(lines)
+
+
+@dataclass
+class _Encoded:
+    """One batch, ready to append: token bytes per split, validation texts, counts."""
+    tokens: dict[str, bytes]
+    val_texts: list[str]
+    counts: dict[str, int]
+    docs: int
+
+
+_worker: dict = {}
+
+
+def _init_worker(setup: tuple[str, bool, str, str, int, int]) -> None:
+    """Build the encoder, unless this process already has it for the same setup: workers forked
+    from the process that called `encode_shards` inherit its copy and skip the rebuild."""
+    if _worker.get("setup") == setup:
+        return
+    tokenizer_path, use_tiktoken, documents_path, dtype, bos, eos = setup
+    tok = load_tokenizer(Path(tokenizer_path))
+    if use_tiktoken:
+        encode = fast_encoder(tok)
+    else:   # one document at a time: the worker processes are the parallelism
+        def encode(texts: list[str]) -> list[np.ndarray]:
+            return [np.array(tok.encode(t, add_special_tokens=False).ids, dtype=np.uint32) for t in texts]
+    _worker.clear()
+    _worker.update(setup=setup, encode=encode, path=Path(documents_path), dtype=np.dtype(dtype),
+                   head=np.array([bos], dtype=np.uint32), tail=np.array([eos], dtype=np.uint32))
+
+
+def _encode_batch(task: tuple[int, list[bytes], np.ndarray]) -> _Encoded:
+    start, lines, is_val = task
+    w = _worker
+    texts = [document_text(line, w["path"], start + i + 1) for i, line in enumerate(lines)]
+    pieces: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    counts = _zero_counts()
+    for text, ids, val in zip(texts, w["encode"](texts), is_val):
+        split = "val" if val else "train"
+        pieces[split] += (w["head"], ids, w["tail"])
+        counts[f"{split}_tokens"] += len(ids) + 2
+        counts[f"{split}_docs"] += 1
+        counts[f"{split}_bytes"] += len(text.encode("utf-8"))
+    tokens = {split: np.concatenate(parts).astype(w["dtype"]).tobytes() if parts else b""
+              for split, parts in pieces.items()}
+    return _Encoded(tokens, [t for t, val in zip(texts, is_val) if val], counts, len(lines))
+
+
 def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, val_fraction: float,
                   seed: int, workers: int | None = None) -> dict:
     """Write train.bin, val.bin, val.txt and meta.json to `out_dir`; return the meta dict."""
-    if workers:
-        # Size of the Rust thread pool; read once, when the first batch is encoded.
-        os.environ.setdefault("RAYON_NUM_THREADS", str(workers))
     documents_path, out_dir = Path(documents_path), Path(out_dir)
     tok = load_tokenizer(tokenizer_dir)
     ids = special_ids(tok)
@@ -96,42 +126,34 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
                         f"found {n_docs}")
     is_val = np.zeros(n_docs, dtype=bool)
     is_val[_validation_indices(n_docs, val_fraction, seed)] = True
-    bos, eos = ids["bos"], ids["eos"]
-    counts = {"train_tokens": 0, "val_tokens": 0, "train_docs": 0, "val_docs": 0,
-              "train_bytes": 0, "val_bytes": 0}
+    use_tiktoken = _tiktoken_agrees(tok, list(islice(iter_texts(documents_path), _CHECK_DOCS)))
+    workers = min(workers or os.cpu_count() or 1, -(-n_docs // _BATCH_DOCS))
+    counts = _zero_counts()
 
-    texts = iter_texts(documents_path)
-    first = list(islice(texts, _BATCH_DOCS))
-    threads = workers or os.cpu_count() or 1
-    batches = chain([first], iter(lambda: list(islice(texts, _BATCH_DOCS)), []))
     progress = bar(total=n_docs, desc="encode", unit="doc")
-    with ThreadPoolExecutor(threads) as pool, atomic_path(out_dir / "train.bin") as train_tmp, \
-            atomic_path(out_dir / "val.bin") as val_tmp, atomic_path(out_dir / "val.txt") as txt_tmp, \
-            open(train_tmp, "wb") as train_f, open(val_tmp, "wb") as val_f, \
-            open(txt_tmp, "w", encoding="utf-8", newline="") as txt_f:
-        encode, encoder = _choose_encoder(tok, first[:_CHECK_DOCS], pool, threads)
+    with atomic_path(out_dir / "train.bin") as train_tmp, atomic_path(out_dir / "val.bin") as val_tmp, \
+            atomic_path(out_dir / "val.txt") as txt_tmp, open(train_tmp, "wb") as train_f, \
+            open(val_tmp, "wb") as val_f, open(txt_tmp, "w", encoding="utf-8", newline="") as txt_f:
         files = {"train": train_f, "val": val_f}
-        head, tail = np.array([bos], dtype=np.uint32), np.array([eos], dtype=np.uint32)
-        index = 0
-        for batch, encoded in _encoded(encode, batches):
-            pieces: dict[str, list[np.ndarray]] = {"train": [], "val": []}
-            for text, ids_ in zip(batch, encoded):
-                split = "val" if is_val[index] else "train"
-                pieces[split] += (head, ids_, tail)
-                if split == "val":
-                    txt_f.write(("\n\n" if counts["val_docs"] else "") + text)
-                counts[f"{split}_tokens"] += len(ids_) + 2
-                counts[f"{split}_docs"] += 1
-                counts[f"{split}_bytes"] += len(text.encode("utf-8"))
-                index += 1
-            for split, parts in pieces.items():     # one write per batch and file
-                if parts:
-                    files[split].write(np.concatenate(parts).astype(dtype).tobytes())
-            progress.update(len(batch))
+        setup = (str(tokenizer_file(tokenizer_dir)), use_tiktoken, str(documents_path), np.dtype(dtype).name,
+                 ids["bos"], ids["eos"])
+        _init_worker(setup)    # here, before the workers fork: they inherit the encoder
+        separator = ""
+        batches = _line_batches(documents_path, is_val)
+        for part in ordered_map(_encode_batch, batches, workers, _init_worker, (setup,)):
+            for split, data in part.tokens.items():
+                files[split].write(data)
+            for text in part.val_texts:
+                txt_f.write(separator + text)
+                separator = "\n\n"
+            for key, n in part.counts.items():
+                counts[key] += n
+            progress.update(part.docs)
         progress.close()
 
-    meta = {"dtype": np.dtype(dtype).name, "vocab_size": vocab, "bos_id": bos, "eos_id": eos,
-            "pad_id": ids["pad"], **counts, "seed": seed, "val_fraction": val_fraction, "encoder": encoder,
+    meta = {"dtype": np.dtype(dtype).name, "vocab_size": vocab, "bos_id": ids["bos"], "eos_id": ids["eos"],
+            "pad_id": ids["pad"], **counts, "seed": seed, "val_fraction": val_fraction,
+            "encoder": "tiktoken" if use_tiktoken else "tokenizers",
             "tokenizer_sha256": hashlib.sha256(tokenizer_file(tokenizer_dir).read_bytes()).hexdigest(),
             "documents": str(documents_path)}
     write_json(out_dir / "meta.json", meta)

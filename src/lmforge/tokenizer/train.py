@@ -39,20 +39,28 @@ def split_pattern(cfg: TokenizerConfig) -> str:
     return pattern
 
 
+def document_text(line: str | bytes, documents_path: Path, n: int) -> str:
+    """The text of line `n` of a documents.jsonl."""
+    try:
+        text = json.loads(line)["text"]
+    except (ValueError, KeyError, TypeError):    # ValueError: bad JSON or bad UTF-8
+        raise UserError(f"{documents_path} line {n}: not a JSON object with a 'text' field") from None
+    if not isinstance(text, str):
+        raise UserError(f"{documents_path} line {n}: 'text' is not a string")
+    if not text.isascii():   # JSON may spell a lone surrogate ("\\ud800"): U+FFFD, as the pipeline does
+        text = LONE_SURROGATE.sub("\ufffd", text)
+    return text
+
+
 def iter_texts(documents_path: Path, max_bytes: int = 0) -> Iterator[str]:
     """Texts of documents.jsonl, streamed; stops after max_bytes of text when max_bytes > 0."""
     documents_path = Path(documents_path)
     if not documents_path.is_file():
         raise UserError(f"documents not found: {documents_path} (run `lmforge data` first)")
     seen = 0
-    with open(documents_path, encoding="utf-8") as f:
+    with open(documents_path, "rb") as f:
         for n, line in enumerate(f, 1):
-            try:
-                text = json.loads(line)["text"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise UserError(f"{documents_path} line {n}: not a JSON object with a 'text' field") from None
-            if not text.isascii():   # JSON may spell a lone surrogate ("\\ud800"): U+FFFD, as the pipeline does
-                text = LONE_SURROGATE.sub("\ufffd", text)
+            text = document_text(line, documents_path, n)
             yield text
             seen += len(text.encode("utf-8")) if max_bytes else 0
             if max_bytes and seen >= max_bytes:
