@@ -209,6 +209,8 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fused_decode_matches_model_for_every_architecture(engine, variant):
     import copy
+    from lmforge.infer.request import Delta, Done
+    from lmforge.infer.sampling import SamplingParams
     from lmforge.models.config import ModelConfig
     from lmforge.models.transformer import Transformer
     torch.manual_seed(0)
@@ -216,17 +218,29 @@ def test_fused_decode_matches_model_for_every_architecture(engine, variant):
     model = Transformer(cfg).eval()
     reference = copy.deepcopy(model)
     e = Engine(model, engine.tokenizer, max_batch=2)
+    decoder = e.scheduler.decoder
+    mixed = []     # the second prompt is prefilled in the same pass as the first one's decode steps
+    decode_and_prefill = decoder.decode_and_prefill
+    decoder.decode_and_prefill = lambda *args: mixed.append(1) or decode_and_prefill(*args)
     try:
         prompts = [[5, 17, 99], [42] * 7]
-        results = [None, None]
+        results, finished = [None, None], [threading.Event(), threading.Event()]
 
-        def work(i):
-            results[i] = e.generate(prompts[i], max_tokens=20, **GREEDY)
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        def sink(i):
+            deltas = []
+
+            def put(event):
+                if isinstance(event, Delta):
+                    deltas.append(event)
+                    if i == 0 and len(deltas) == 3:   # the first request is decoding: send the second
+                        e.submit(prompts[1], SamplingParams(max_tokens=20, **GREEDY), sink(1))
+                elif isinstance(event, Done):
+                    results[i] = event.result
+                    finished[i].set()
+            return put
+        e.submit(prompts[0], SamplingParams(max_tokens=40, **GREEDY), sink(0))
+        assert finished[0].wait(60) and finished[1].wait(60)
+        assert mixed, "the second request was never prefilled alongside a decode step"
         for prompt, result in zip(prompts, results):
             seq = list(prompt)
             with torch.inference_mode():

@@ -137,8 +137,31 @@ class FusedDecoder:
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
                  cache: SlotCache, span: int) -> torch.Tensor:
         """One decode step. ids, positions: (B,) for cache rows 0..B-1; returns logits (B, vocab)."""
-        B, nq, gqa = ids.shape[0], self.n_q, self.n_kv != self.n_q
-        rows = self.rows(B, ids.device)
+        return self.model.logits(self._layers(ids, positions, self._decode_attention(positions, mask, cache, span)))
+
+    def prefill(self, ids: torch.Tensor, start: int, cache: SlotCache) -> torch.Tensor:
+        """Tokens start..start+T-1 of one prompt into the cache's prefill row; returns the
+        final-normed hidden states (T, d_model)."""
+        positions, attend = self._prefill_attention(ids.shape[0], start, cache, ids.device)
+        return self._layers(ids, positions, attend)
+
+    def decode_and_prefill(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
+                           span: int, prompt_ids: torch.Tensor, start: int, cache: SlotCache) -> torch.Tensor:
+        """A decode step and a prefill chunk in one pass: each weight matrix is read from memory
+        once for both. Returns the hidden states of the B decoding rows, then of the T prompt tokens."""
+        B, T = ids.shape[0], prompt_ids.shape[0]
+        decode = self._decode_attention(positions, mask, cache, span)
+        prompt_positions, prefill = self._prefill_attention(T, start, cache, ids.device)
+
+        def attend(i: int, heads: torch.Tensor) -> torch.Tensor:
+            return torch.cat([decode(i, heads[:B]).reshape(B, -1), prefill(i, heads[B:]).reshape(T, -1)])
+
+        return self._layers(torch.cat([ids, prompt_ids]), torch.cat([positions, prompt_positions]), attend)
+
+    def _decode_attention(self, positions: torch.Tensor, mask: torch.Tensor | None, cache: SlotCache,
+                          span: int) -> Callable[[int, torch.Tensor], torch.Tensor]:
+        B, nq, gqa = positions.shape[0], self.n_q, self.n_kv != self.n_q
+        rows = self.rows(B, positions.device)
 
         def attend(i: int, heads: torch.Tensor) -> torch.Tensor:
             cache.kv[i][rows, :, positions] = heads[:, nq:]
@@ -146,16 +169,14 @@ class FusedDecoder:
                 heads[:, :nq].unsqueeze(2), cache.k[i][:B, :, :span], cache.v[i][:B, :, :span],
                 attn_mask=mask, enable_gqa=gqa)
 
-        return self.model.logits(self._layers(ids, positions, attend))
+        return attend
 
-    def prefill(self, ids: torch.Tensor, start: int, cache: SlotCache) -> torch.Tensor:
-        """Tokens start..start+T-1 of one prompt into the cache's prefill row; returns the
-        final-normed hidden states (T, d_model)."""
-        T, nq, gqa = ids.shape[0], self.n_q, self.n_kv != self.n_q
+    def _prefill_attention(self, T: int, start: int, cache: SlotCache, device
+                           ) -> tuple[torch.Tensor, Callable[[int, torch.Tensor], torch.Tensor]]:
+        nq, gqa = self.n_q, self.n_kv != self.n_q
         row, end = cache.prefill_row, start + T
-        positions = torch.arange(start, end, device=ids.device)
         # a chunk after earlier ones attends to all of them: query t sits at position start + t
-        mask = None if start == 0 else torch.ones(T, end, dtype=torch.bool, device=ids.device).tril(start)
+        mask = None if start == 0 else torch.ones(T, end, dtype=torch.bool, device=device).tril(start)
 
         def attend(i: int, heads: torch.Tensor) -> torch.Tensor:
             cache.kv[i][row, :, start:end] = heads[:, nq:].transpose(0, 1)
@@ -165,7 +186,7 @@ class FusedDecoder:
                 enable_gqa=gqa)
             return y[0].transpose(0, 1)
 
-        return self._layers(ids, positions, attend)
+        return torch.arange(start, end, device=device), attend
 
     def _layers(self, ids: torch.Tensor, positions: torch.Tensor,
                 attend: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:

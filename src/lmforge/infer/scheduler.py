@@ -2,9 +2,11 @@
 
 Each iteration of the loop
   1. drops cancelled requests,
-  2. prefills at most `prefill_chunk` prompt tokens, oldest prompt first: several
-     short prompts, or one chunk of a long one,
-  3. runs one batched decode step for every sequence that is generating.
+  2. runs one batched decode step for every sequence that is generating, with the
+     next chunk (at most `prefill_chunk` tokens) of the oldest waiting prompt in the
+     same forward pass, so the weights are read from memory once for both;
+     or, when nothing is generating, prefills up to `prefill_chunk` prompt tokens on
+     their own: several short prompts, or one chunk of a long one.
 Requests join after their prefill and leave as soon as they finish, so a long
 prompt delays the others by one chunk per step, never by its whole length.
 """
@@ -81,7 +83,20 @@ class Scheduler:
     def _step(self) -> None:
         for r in [r for r in self.running if r.cancelled]:
             self._retire(r, "cancelled")
-        # prefill up to `prefill_chunk` prompt tokens per step, across as many prompts as fit
+        if self.running:
+            # the next prompt chunk rides along with the decode step, which reads the weights anyway
+            r = self._next_prefill()
+            try:
+                self._decode_step(r)
+            except Exception as e:
+                if r is not None and self.prefilling is r:
+                    self.prefilling = None
+                    r.fail(e)
+                for x in list(self.running):
+                    x.fail(e)
+                self.running.clear()
+            return
+        # nothing is decoding: prefill prompts on their own, up to `prefill_chunk` tokens in all
         budget = self.prefill_chunk
         while budget > 0 and (r := self._next_prefill()) is not None:
             try:
@@ -89,13 +104,6 @@ class Scheduler:
             except Exception as e:   # a failure belongs to that request, not to the server
                 self.prefilling = None
                 r.fail(e)
-        if self.running:
-            try:
-                self._decode_step()
-            except Exception as e:
-                for r in list(self.running):
-                    r.fail(e)
-                self.running.clear()
 
     def _next_prefill(self) -> Request | None:
         """The request being prefilled, or the next waiting one if a decode row is free."""
@@ -117,22 +125,27 @@ class Scheduler:
         start = r.cached
         end = min(len(r.prompt_ids), start + budget)
         ids = torch.tensor(r.prompt_ids[start:end], device=self.device)
-        hidden = self.decoder.prefill(ids, start, self.cache)
+        self._prefilled(r, self.decoder.prefill(ids, start, self.cache), start, end)
+        return end - start
+
+    def _prefilled(self, r: Request, hidden: torch.Tensor, start: int, end: int) -> None:
+        """After prompt tokens start..end-1 of `r` are in the prefill row (`hidden`: their final
+        hidden states): score them if asked, and once the prompt is complete, sample its first
+        token and move it into the decoding batch."""
         r.cached = end
         if r.want_prompt_logprobs:
             self._record_prompt_logprobs(r, hidden, start, end)
         if end < len(r.prompt_ids):
-            return end - start
+            return
         self.prefilling = None
         if r.params.max_tokens == 0 or len(r.prompt_ids) >= self.context:
             r.finish("length")
-            return end - start
+            return
         logits = self.model.logits(hidden[-1:]).float()
         row = len(self.running)
         self.cache.move(self.cache.prefill_row, row, r.cached)
         self.running.append(r)
         self._emit(logits, [r])
-        return end - start
 
     def _record_prompt_logprobs(self, r: Request, hidden: torch.Tensor, start: int, end: int) -> None:
         # position i predicts token i + 1: this chunk scores prompt[start + 1 : end + 1]
@@ -146,19 +159,30 @@ class Scheduler:
             top = ((top_ids[i].tolist(), top_lps[i].tolist()) if r.top_n else ([], []))
             r.prompt_logprobs.append(r.make_logprob(tid, lp, *top))
 
-    def _decode_step(self) -> None:
+    def _decode_step(self, r: Request | None) -> None:
+        """One decode step for every running sequence, with the next chunk of prompt `r`, if
+        any, in the same pass."""
         batch = self.running
-        ids = torch.tensor([r.token_ids[-1] for r in batch], device=self.device)
-        cached = [r.cached for r in batch]
+        ids = torch.tensor([x.token_ids[-1] for x in batch], device=self.device)
+        cached = [x.cached for x in batch]
         pos = torch.tensor(cached, device=self.device)
         span = max(cached) + 1
         # one row needs no mask: it attends over exactly its own keys
         mask = None if len(batch) == 1 else (
             torch.arange(span, device=self.device) <= pos.unsqueeze(1))[:, None, None, :]
-        logits = self.decoder(ids, pos, mask, self.cache, span).float()
-        for r in batch:
-            r.cached += 1
+        if r is None:
+            logits = self.decoder(ids, pos, mask, self.cache, span).float()
+        else:
+            start = r.cached
+            end = min(len(r.prompt_ids), start + self.prefill_chunk)
+            prompt = torch.tensor(r.prompt_ids[start:end], device=self.device)
+            hidden = self.decoder.decode_and_prefill(ids, pos, mask, span, prompt, start, self.cache)
+            logits = self.model.logits(hidden[:len(batch)]).float()
+        for x in batch:
+            x.cached += 1
         self._emit(logits, list(batch))
+        if r is not None:
+            self._prefilled(r, hidden[len(batch):], start, end)
 
     def _emit(self, logits: torch.Tensor, batch: list[Request]) -> None:
         """Sample one token per row of `logits` and hand it to its request."""
