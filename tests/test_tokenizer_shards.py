@@ -61,6 +61,18 @@ def test_lone_surrogates_become_replacement_characters(setup, tmp_path):
     train_tokenizer(TokenizerConfig(vocab_size=300, min_frequency=1), docs, tmp_path / "tok")
 
 
+@pytest.mark.parametrize("bad, why", [(b'{"text": "caf\xe9"}', "not a JSON object"),
+                                      (b'{"text": 5}', "'text' is not a string")])
+def test_bad_document_line_is_named(setup, tmp_path, bad, why):
+    root, _, _ = setup
+    docs = tmp_path / "docs.jsonl"
+    # the bad line sits in the second batch of 512, so a worker process finds it
+    docs.write_bytes(b'{"text": "fine"}\n' * 600 + bad + b'\n{"text": "also fine"}\n')
+    with pytest.raises(UserError, match=f"line 601: {why}"):
+        encode_shards(root / "tok", docs, tmp_path / "t", val_fraction=0.5, seed=0, workers=2)
+    assert not (tmp_path / "t" / "train.bin").exists()
+
+
 def test_at_least_one_validation_document(setup, tmp_path):
     root, _, _ = setup
     docs = tmp_path / "two.jsonl"
