@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -49,12 +49,12 @@ def _validation_indices(n_docs: int, val_fraction: float, seed: int) -> np.ndarr
     return np.sort(np.random.default_rng(seed).choice(n_docs, size=n_val, replace=False))
 
 
-def _tiktoken_agrees(tok, sample: list[str]) -> bool:
-    """Whether tiktoken can encode for `tok`: it can express it and gives the same ids on `sample`.
-    (One document at a time here: HF's thread pool is not started before the workers fork.)"""
-    fast = fast_encoder(tok)
-    return fast is not None and all(
-        ids.tolist() == tok.encode(text, add_special_tokens=False).ids for ids, text in zip(fast(sample), sample))
+def _hf_encoder(tok) -> Callable[[list[str]], list[np.ndarray]]:
+    # one document at a time: the worker processes are the parallelism, and HF's own thread
+    # pool must not start before they fork
+    def encode(texts: list[str]) -> list[np.ndarray]:
+        return [np.array(tok.encode(t, add_special_tokens=False).ids, dtype=np.uint32) for t in texts]
+    return encode
 
 
 def _line_batches(path: Path, is_val: np.ndarray) -> Iterator[tuple[int, list[bytes], np.ndarray]]:
@@ -78,18 +78,15 @@ class _Encoded:
 _worker: dict = {}
 
 
-def _init_worker(setup: tuple[str, bool, str, str, int, int]) -> None:
-    """Build the encoder, unless this process already has it for the same setup: workers forked
-    from the process that called `encode_shards` inherit its copy and skip the rebuild."""
+def _init_worker(setup: tuple[str, bool, str, str, int, int], encode=None) -> None:
+    """Set up this process's encoder, built here unless given. Workers forked from the process
+    that called `encode_shards` inherit its set-up and skip the rebuild."""
     if _worker.get("setup") == setup:
         return
     tokenizer_path, use_tiktoken, documents_path, dtype, bos, eos = setup
-    tok = load_tokenizer(Path(tokenizer_path))
-    if use_tiktoken:
-        encode = fast_encoder(tok)
-    else:   # one document at a time: the worker processes are the parallelism
-        def encode(texts: list[str]) -> list[np.ndarray]:
-            return [np.array(tok.encode(t, add_special_tokens=False).ids, dtype=np.uint32) for t in texts]
+    if encode is None:
+        tok = load_tokenizer(Path(tokenizer_path))
+        encode = fast_encoder(tok) if use_tiktoken else _hf_encoder(tok)
     _worker.clear()
     _worker.update(setup=setup, encode=encode, path=Path(documents_path), dtype=np.dtype(dtype),
                    head=np.array([bos], dtype=np.uint32), tail=np.array([eos], dtype=np.uint32))
@@ -116,7 +113,8 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
                   seed: int, workers: int | None = None) -> dict:
     """Write train.bin, val.bin, val.txt and meta.json to `out_dir`; return the meta dict."""
     documents_path, out_dir = Path(documents_path), Path(out_dir)
-    tok = load_tokenizer(tokenizer_dir)
+    tok_file = tokenizer_file(tokenizer_dir)
+    tok = load_tokenizer(tok_file)
     ids = special_ids(tok)
     vocab = tok.get_vocab_size()
     dtype = np.uint16 if vocab <= 65535 else np.uint32
@@ -126,7 +124,10 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
                         f"found {n_docs}")
     is_val = np.zeros(n_docs, dtype=bool)
     is_val[_validation_indices(n_docs, val_fraction, seed)] = True
-    use_tiktoken = _tiktoken_agrees(tok, list(islice(iter_texts(documents_path), _CHECK_DOCS)))
+    # tiktoken when it can express the tokenizer and gives the same ids on the first documents
+    fast, hf = fast_encoder(tok), _hf_encoder(tok)
+    sample = list(islice(iter_texts(documents_path), _CHECK_DOCS))
+    use_tiktoken = fast is not None and all(map(np.array_equal, fast(sample), hf(sample)))
     workers = min(workers or os.cpu_count() or 1, -(-n_docs // _BATCH_DOCS))
     counts = _zero_counts()
 
@@ -135,9 +136,8 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
             atomic_path(out_dir / "val.txt") as txt_tmp, open(train_tmp, "wb") as train_f, \
             open(val_tmp, "wb") as val_f, open(txt_tmp, "w", encoding="utf-8", newline="") as txt_f:
         files = {"train": train_f, "val": val_f}
-        setup = (str(tokenizer_file(tokenizer_dir)), use_tiktoken, str(documents_path), np.dtype(dtype).name,
-                 ids["bos"], ids["eos"])
-        _init_worker(setup)    # here, before the workers fork: they inherit the encoder
+        setup = (str(tok_file), use_tiktoken, str(documents_path), np.dtype(dtype).name, ids["bos"], ids["eos"])
+        _init_worker(setup, fast if use_tiktoken else hf)    # before the workers fork: they inherit it
         separator = ""
         batches = _line_batches(documents_path, is_val)
         for part in ordered_map(_encode_batch, batches, workers, _init_worker, (setup,)):
@@ -154,7 +154,7 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
     meta = {"dtype": np.dtype(dtype).name, "vocab_size": vocab, "bos_id": ids["bos"], "eos_id": ids["eos"],
             "pad_id": ids["pad"], **counts, "seed": seed, "val_fraction": val_fraction,
             "encoder": "tiktoken" if use_tiktoken else "tokenizers",
-            "tokenizer_sha256": hashlib.sha256(tokenizer_file(tokenizer_dir).read_bytes()).hexdigest(),
+            "tokenizer_sha256": hashlib.sha256(tok_file.read_bytes()).hexdigest(),
             "documents": str(documents_path)}
     write_json(out_dir / "meta.json", meta)
     return meta
