@@ -249,3 +249,31 @@ def test_fused_decode_matches_model_for_every_architecture(engine, variant):
                     seq.append(tid)
     finally:
         e.close()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_single_row_decode_on_two_threads_equals_one_thread(engine, variant):
+    # one sequence's products are split over two threads (by output rows); every logit must be
+    # bit-identical to the one-thread product, or greedy output would depend on the thread count
+    from lmforge.infer.cache import SlotCache
+    from lmforge.infer.fused import FusedDecoder
+    from lmforge.models.config import ModelConfig
+    from lmforge.models.transformer import Transformer
+    torch.manual_seed(0)
+    cfg = ModelConfig(**VARIANTS[variant], vocab_size=engine.vocab_size, zero_init_out=False).resolved()
+    decoder = FusedDecoder(Transformer(cfg).eval())
+    threads = torch.get_num_threads()
+    logits = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            cache = SlotCache(cfg, 1, cfg.max_seq_len, torch.float32)
+            with torch.inference_mode():
+                decoder.prefill(torch.tensor([5, 17, 99]), 0, cache)
+                cache.move(cache.prefill_row, 0, 3)
+                logits[n] = [decoder(torch.tensor([t]), torch.tensor([p]), None, cache, p + 1)
+                             for p, t in enumerate([42, 7, 300], start=3)]
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(logits[1], logits[2]):
+        assert torch.equal(one, two)

@@ -13,7 +13,10 @@ for a chunk of one prompt (prefill), but:
   - rotates queries and keys together, in place, with rotate-half written as a
     product with a fixed signed permutation (exact: each output is one input, +/-);
   - writes the new keys and values into the slot cache with one copy per layer;
-  - adds the output projections to the residual inside the matrix product (addmm).
+  - adds the output projections to the residual inside the matrix product (addmm);
+  - with more than one torch thread, splits a single sequence's products over two
+    threads by output rows (halves_by_rows): bit-identical, and twice the memory
+    bandwidth for a step that is bound by reading the weights.
 """
 
 from __future__ import annotations
@@ -43,7 +46,42 @@ def decode_layout(weight: torch.Tensor) -> torch.Tensor:
     return weight.contiguous()
 
 
-def _fuse(linears: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
+def halves_by_rows(weight: torch.Tensor) -> torch.Tensor | None:
+    """weight (out, in) as its two halves of output rows, shaped (2, in, out/2): a view, no copy.
+
+    One row times a matrix runs on one thread whatever torch's thread setting, and on this
+    kind of CPU one thread cannot read memory as fast as two (~14 against ~20 GB/s). A
+    batched product over the two halves runs one half on each thread, and each output is
+    the very same dot product as before, so the result is bit-identical.
+    """
+    out = weight.shape[0]
+    return weight.t().unflatten(1, (2, out // 2)).permute(1, 0, 2) if out % 2 == 0 else None
+
+
+class _Projection:
+    """A Linear's weight (in decode layout) and bias, applied to N rows of activations.
+    `split` asks for the two-thread product of a single row (see halves_by_rows)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        self.weight, self.bias, self.halves = weight, bias, halves_by_rows(weight)
+
+    def __call__(self, h: torch.Tensor, split: bool = False) -> torch.Tensor:
+        if split and self.halves is not None:
+            y = torch.bmm(h.expand(2, 1, -1), self.halves).view(1, -1)
+            return y if self.bias is None else y + self.bias
+        return F.linear(h, self.weight, self.bias)
+
+    def add_to(self, x: torch.Tensor, h: torch.Tensor, split: bool = False) -> torch.Tensor:
+        """x + self(h): one product with the addition inside it when there is no bias."""
+        if self.bias is not None:
+            return x + self(h, split)
+        if split and self.halves is not None:
+            halves = x.view(1, 2, -1).transpose(0, 1)
+            return torch.baddbmm(halves, h.expand(2, 1, -1), self.halves).view(1, -1)
+        return torch.addmm(x, h, self.weight.t())
+
+
+def _fuse(linears: list[nn.Linear]) -> _Projection:
     """Stack the weights (and biases) of several Linears; each keeps a view of its rows."""
     weight = decode_layout(torch.cat([lin.weight.detach() for lin in linears]))
     bias = torch.cat([lin.bias.detach() for lin in linears]) if linears[0].bias is not None else None
@@ -54,12 +92,12 @@ def _fuse(linears: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
         if bias is not None:
             lin.bias = nn.Parameter(bias[start:start + n], requires_grad=False)
         start += n
-    return weight, bias
+    return _Projection(weight, bias)
 
 
-def _relayout(lin: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _relayout(lin: nn.Linear) -> _Projection:
     lin.weight = nn.Parameter(decode_layout(lin.weight.detach()), requires_grad=False)
-    return lin.weight, lin.bias
+    return _Projection(lin.weight, lin.bias)
 
 
 def _functional_norm(norm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -69,14 +107,6 @@ def _functional_norm(norm: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda x: F.rms_norm(x, shape, weight, eps)
     bias = norm.bias
     return lambda x: F.layer_norm(x, shape, weight, bias, eps)
-
-
-def _add_projection(x: torch.Tensor, h: torch.Tensor, proj: tuple[torch.Tensor, torch.Tensor | None]):
-    """x + linear(h): one addmm when there is no bias."""
-    weight, bias = proj
-    if bias is None:
-        return torch.addmm(x, h, weight.t())
-    return x + F.linear(h, weight, bias)
 
 
 def rotate_half_matrix(head_dim: int, dtype: torch.dtype, device) -> torch.Tensor:
@@ -92,13 +122,13 @@ def rotate_half_matrix(head_dim: int, dtype: torch.dtype, device) -> torch.Tenso
 @dataclass
 class _Layer:
     norm1: Callable
-    qkv: tuple
+    qkv: _Projection
     q_norm: Callable | None
     k_norm: Callable | None
-    out: tuple
+    out: _Projection
     norm2: Callable
-    up: tuple           # gate and up fused for SwiGLU
-    down: tuple
+    up: _Projection     # gate and up fused for SwiGLU
+    down: _Projection
 
 
 class FusedDecoder:
@@ -120,8 +150,9 @@ class FusedDecoder:
                 up=_fuse(up),
                 down=_relayout(mlp.down_proj)))
         self.final_norm = _functional_norm(model.model.norm)
-        if not cfg.tie_embeddings:   # a tied head shares the embedding, whose lookups want rows
-            _relayout(model.lm_head)
+        # a tied head shares the embedding, whose lookups want rows
+        self.head = (_Projection(model.lm_head.weight, model.lm_head.bias) if cfg.tie_embeddings
+                     else _relayout(model.lm_head))
         self.embed = model.model.embed_tokens.weight
         self.embed_positions = model.model.embed_positions.weight if cfg.positions == "learned" else None
         param = next(model.parameters())
@@ -137,7 +168,9 @@ class FusedDecoder:
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
                  cache: SlotCache, span: int) -> torch.Tensor:
         """One decode step. ids, positions: (B,) for cache rows 0..B-1; returns logits (B, vocab)."""
-        return self.model.logits(self._layers(ids, positions, self._decode_attention(positions, mask, cache, span)))
+        split = ids.shape[0] == 1 and torch.get_num_threads() > 1
+        hidden = self._layers(ids, positions, self._decode_attention(positions, mask, cache, span), split)
+        return self.model.soft_cap(self.head(hidden, split))
 
     def prefill(self, ids: torch.Tensor, start: int, cache: SlotCache) -> torch.Tensor:
         """Tokens start..start+T-1 of one prompt into the cache's prefill row; returns the
@@ -189,10 +222,10 @@ class FusedDecoder:
         return torch.arange(start, end, device=device), attend
 
     def _layers(self, ids: torch.Tensor, positions: torch.Tensor,
-                attend: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                attend: Callable[[int, torch.Tensor], torch.Tensor], split: bool = False) -> torch.Tensor:
         """The blocks over N token rows; `attend(layer, heads)` stores that layer's keys and
         values and returns the attention output, (N, n_head, 1 or N, head_dim) in any layout
-        that views as (N, n_head * head_dim)."""
+        that views as (N, n_head * head_dim). `split`: one row, products on two threads."""
         cfg, m = self.cfg, self.model
         N, hd, nq, nkv = ids.shape[0], cfg.head_dim, self.n_q, self.n_kv
         x = F.embedding(ids, self.embed)
@@ -201,7 +234,7 @@ class FusedDecoder:
         if self.rotate is not None:
             cos, sin = m.rotary.cos[positions, None], m.rotary.sin[positions, None]
         for i, layer in enumerate(self.layers):
-            heads = F.linear(layer.norm1(x), *layer.qkv).view(N, nq + 2 * nkv, hd)
+            heads = layer.qkv(layer.norm1(x), split).view(N, nq + 2 * nkv, hd)
             if layer.q_norm is not None:
                 heads[:, :nq] = layer.q_norm(heads[:, :nq])
                 heads[:, nq:nq + nkv] = layer.k_norm(heads[:, nq:nq + nkv])
@@ -209,8 +242,8 @@ class FusedDecoder:
                 qk = heads[:, :nq + nkv]
                 rotated = qk @ self.rotate
                 qk.mul_(cos).addcmul_(rotated, sin)
-            x = _add_projection(x, attend(i, heads).reshape(N, nq * hd), layer.out)
-            h = F.linear(layer.norm2(x), *layer.up)
+            x = layer.out.add_to(x, attend(i, heads).reshape(N, nq * hd), split)
+            h = layer.up(layer.norm2(x), split)
             if cfg.mlp == "swiglu":
                 gate, up = h.chunk(2, dim=-1)
                 h = F.silu(gate).mul_(up)
@@ -218,5 +251,5 @@ class FusedDecoder:
                 h = F.relu(h).square_()
             else:
                 h = F.gelu(h)
-            x = _add_projection(x, h, layer.down)
+            x = layer.down.add_to(x, h, split)
         return self.final_norm(x)

@@ -213,11 +213,11 @@ class Transformer(nn.Module):
         return self.logits(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.lm_head(hidden)
+        return self.soft_cap(self.lm_head(hidden))
+
+    def soft_cap(self, logits: torch.Tensor) -> torch.Tensor:
         cap = self.cfg.logit_softcap
-        if cap > 0:
-            logits = cap * torch.tanh(logits / cap)
-        return logits
+        return cap * torch.tanh(logits / cap) if cap > 0 else logits
 
 
 class KVCache:
