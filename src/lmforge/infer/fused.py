@@ -168,7 +168,7 @@ class FusedDecoder:
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
                  cache: SlotCache, span: int) -> torch.Tensor:
         """One decode step. ids, positions: (B,) for cache rows 0..B-1; returns logits (B, vocab)."""
-        split = ids.shape[0] == 1 and torch.get_num_threads() > 1
+        split = ids.shape[0] == 1 and ids.is_cpu and torch.get_num_threads() > 1
         hidden = self._layers(ids, positions, self._decode_attention(positions, mask, cache, span), split)
         return self.model.soft_cap(self.head(hidden, split))
 
