@@ -15,7 +15,7 @@ for a chunk of one prompt (prefill), but:
   - writes the new keys and values into the slot cache with one copy per layer;
   - adds the output projections to the residual inside the matrix product (addmm);
   - with more than one torch thread, splits a single sequence's products over two
-    threads by output rows (halves_by_rows): bit-identical, and twice the memory
+    threads by output rows (halves_by_rows): bit-identical, and more memory
     bandwidth for a step that is bound by reading the weights.
 """
 
@@ -170,6 +170,10 @@ class FusedDecoder:
         """One decode step. ids, positions: (B,) for cache rows 0..B-1; returns logits (B, vocab)."""
         split = ids.shape[0] == 1 and ids.is_cpu and torch.get_num_threads() > 1
         hidden = self._layers(ids, positions, self._decode_attention(positions, mask, cache, span), split)
+        return self.logits(hidden, split)
+
+    def logits(self, hidden: torch.Tensor, split: bool = False) -> torch.Tensor:
+        """The model's logits of final-normed hidden states."""
         return self.model.soft_cap(self.head(hidden, split))
 
     def prefill(self, ids: torch.Tensor, start: int, cache: SlotCache) -> torch.Tensor:

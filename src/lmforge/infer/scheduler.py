@@ -27,7 +27,6 @@ from lmforge.models.transformer import Transformer
 
 class Scheduler:
     def __init__(self, model: Transformer, *, max_batch: int = 16, prefill_chunk: int = 256):
-        self.model = model
         self.decoder = FusedDecoder(model)
         self.context = model.cfg.max_seq_len
         self.max_batch = max_batch
@@ -141,7 +140,7 @@ class Scheduler:
         if r.params.max_tokens == 0 or len(r.prompt_ids) >= self.context:
             r.finish("length")
             return
-        logits = self.model.logits(hidden[-1:]).float()
+        logits = self.decoder.logits(hidden[-1:]).float()
         row = len(self.running)
         self.cache.move(self.cache.prefill_row, row, r.cached)
         self.running.append(r)
@@ -152,7 +151,7 @@ class Scheduler:
         targets = r.prompt_ids[start + 1:end + 1]
         if not targets:
             return
-        logprobs = torch.log_softmax(self.model.logits(hidden[:len(targets)]).float(), dim=-1)
+        logprobs = torch.log_softmax(self.decoder.logits(hidden[:len(targets)]).float(), dim=-1)
         chosen = logprobs.gather(1, torch.tensor(targets, device=logprobs.device).unsqueeze(1))[:, 0]
         top_lps, top_ids = (logprobs.topk(r.top_n, dim=-1) if r.top_n else (None, None))
         for i, (tid, lp) in enumerate(zip(targets, chosen.tolist())):
@@ -177,7 +176,7 @@ class Scheduler:
             end = min(len(r.prompt_ids), start + self.prefill_chunk)
             prompt = torch.tensor(r.prompt_ids[start:end], device=self.device)
             hidden = self.decoder.decode_and_prefill(ids, pos, mask, span, prompt, start, self.cache)
-            logits = self.model.logits(hidden[:len(batch)]).float()
+            logits = self.decoder.logits(hidden[:len(batch)]).float()
         for x in batch:
             x.cached += 1
         self._emit(logits, list(batch))
