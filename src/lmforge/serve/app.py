@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import sys
 import threading
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,7 @@ from lmforge.serve.recorder import RequestRecorder
 
 log = logging.getLogger("lmforge.serve")
 STATIC = Path(str(resources.files("lmforge.serve") / "static"))
+SWITCH_INTERVAL_S = 0.0005
 
 
 def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] | None = None,
@@ -143,4 +145,8 @@ def serve(path: str | Path | None = None, *, host: str = "127.0.0.1", port: int 
                      cors_origins=cors_origins, audit_db=audit_db, audit_hash_prompts=audit_hash_prompts,
                      sagemaker_mode=sagemaker_mode,
                      engine_options={"device": device, "dtype": dtype, "max_batch": max_batch, "threads": threads})
+    # The scheduler thread and the HTTP event loop share the GIL; a thread that wants it waits up
+    # to the switch interval (5 ms by default, the length of a whole decode step here). 0.5 ms
+    # measured 6% more aggregate tokens/s with 16 streaming clients (docs/experiments.md).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(app, host=host, port=port or 8000, log_level=log_level)
