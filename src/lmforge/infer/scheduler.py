@@ -121,11 +121,15 @@ class Scheduler:
 
     def _prefill_chunk(self, r: Request, budget: int) -> int:
         """Prefill up to `budget` more prompt tokens of `r`; return how many were processed."""
-        start = r.cached
-        end = min(len(r.prompt_ids), start + budget)
-        ids = torch.tensor(r.prompt_ids[start:end], device=self.device)
+        start, end, ids = self._next_chunk(r, budget)
         self._prefilled(r, self.decoder.prefill(ids, start, self.cache), start, end)
         return end - start
+
+    def _next_chunk(self, r: Request, budget: int) -> tuple[int, int, torch.Tensor]:
+        """The next (at most `budget`) prompt tokens of `r` to prefill: start, end and their ids."""
+        start = r.cached
+        end = min(len(r.prompt_ids), start + budget)
+        return start, end, torch.tensor(r.prompt_ids[start:end], device=self.device)
 
     def _prefilled(self, r: Request, hidden: torch.Tensor, start: int, end: int) -> None:
         """After prompt tokens start..end-1 of `r` are in the prefill row (`hidden`: their final
@@ -172,9 +176,7 @@ class Scheduler:
         if r is None:
             logits = self.decoder(ids, pos, mask, self.cache, span).float()
         else:
-            start = r.cached
-            end = min(len(r.prompt_ids), start + self.prefill_chunk)
-            prompt = torch.tensor(r.prompt_ids[start:end], device=self.device)
+            start, end, prompt = self._next_chunk(r, self.prefill_chunk)
             hidden = self.decoder.decode_and_prefill(ids, pos, mask, span, prompt, start, self.cache)
             logits = self.decoder.logits(hidden[:len(batch)]).float()
         for x in batch:
