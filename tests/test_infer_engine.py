@@ -203,6 +203,7 @@ VARIANTS = {
     "gpt2": dict(preset="gpt2-char", bias=True),            # learned positions, LayerNorm, GELU, tied head
     "modern": dict(preset="tiny", logit_softcap=15.0),      # ReLU², QK-norm, soft-capped logits
     "gqa": dict(preset="llama-mini", n_layer=2, d_model=64, n_head=4, n_kv_head=2),
+    "ngram": dict(preset="tiny", ngram_orders=[2, 3], ngram_buckets=257, ngram_dim=8),  # hashed n-gram inputs
 }
 
 
@@ -268,12 +269,36 @@ def test_single_row_decode_on_two_threads_equals_one_thread(engine, variant):
         for n in (1, 2):
             torch.set_num_threads(n)
             cache = SlotCache(cfg, 1, cfg.max_seq_len, torch.float32)
+            seq = [5, 17, 99, 42, 7, 300]
             with torch.inference_mode():
-                decoder.prefill(torch.tensor([5, 17, 99]), 0, cache)
+                decoder.prefill(decoder.inputs(seq, 0, 3), 0, cache)
                 cache.move(cache.prefill_row, 0, 3)
-                logits[n] = [decoder(torch.tensor([t]), torch.tensor([p]), None, cache, p + 1)
-                             for p, t in enumerate([42, 7, 300], start=3)]
+                logits[n] = [decoder(decoder.inputs(seq, p, p + 1), torch.tensor([p]), None, cache, p + 1)
+                             for p in range(3, len(seq))]
     finally:
         torch.set_num_threads(threads)
     for one, two in zip(logits[1], logits[2]):
         assert torch.equal(one, two)
+
+
+def test_ngram_model_round_trips_through_a_checkpoint_into_the_engine(tmp_path):
+    from safetensors.torch import load_file
+    from lmforge.models.config import ModelConfig
+    from lmforge.models.transformer import Transformer
+    run = make_tiny_run(tmp_path, ModelConfig(preset="tiny", ngram_orders=[2, 3], ngram_buckets=1021, ngram_dim=8))
+    loaded = load_model(run)
+    # a reference built the ordinary way (not on the meta device) from the very same tensors
+    reference = Transformer(loaded.cfg).eval()
+    reference.load_state_dict(load_file(str(run / "checkpoints" / "step-000000" / "model.safetensors")))
+    e = Engine.from_run(run)
+    try:
+        prompt = e.encode("hashed n-grams")
+        result = e.generate(prompt, max_tokens=10, **GREEDY)
+        seq = list(prompt)
+        with torch.inference_mode():
+            assert torch.equal(loaded(torch.tensor([seq])), reference(torch.tensor([seq])))
+            for tid in result.token_ids:
+                assert int(reference(torch.tensor([seq]))[0, -1].argmax()) == tid
+                seq.append(tid)
+    finally:
+        e.close()

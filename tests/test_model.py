@@ -86,3 +86,29 @@ def test_muon_matches_torch_muon_update():
         ours.step()
         ref.step()
     assert torch.allclose(w1, w2, atol=1e-6)
+
+
+def test_ngram_embeddings_see_exactly_the_last_n_tokens():
+    from lmforge.models.ngram import chunk_windows, sequence_windows
+    m = _model(ngram_orders=[2, 4], ngram_buckets=4099, ngram_dim=8)
+    ngrams = m.model.embed_ngrams
+    x = torch.randint(0, 97, (1, 12))
+    y = x.clone()
+    y[0, 3] = (x[0, 3] + 1) % 97      # inside the 4-token windows of positions 3..6 only
+    with torch.no_grad():
+        ex, ey = (ngrams(sequence_windows(t, 4, 97)) for t in (x, y))
+        changed = (ex - ey).abs().amax(-1)[0] > 0
+        assert changed.tolist() == [3 <= i <= 6 for i in range(12)]
+        # the model's output at a position moves with its n-grams
+        assert not torch.allclose(m(x)[0, 5], m(y)[0, 5])
+    # the engine's windows for a chunk of a sequence are the training windows at those positions
+    assert torch.equal(chunk_windows(x[0].tolist(), 2, 9, 4, 97), sequence_windows(x, 4, 97)[0, 2:9])
+    # a KVCache keeps no tokens, so it cannot serve an n-gram model: refuse rather than mis-decode
+    with pytest.raises(ValueError, match="predecessors"):
+        m(x[:, :2], cache=KVCache(m.cfg, 1, 32))
+
+
+@pytest.mark.parametrize("orders", [[1, 2], [2, 2], [9]])
+def test_ngram_orders_are_validated(orders):
+    with pytest.raises(ValueError, match="ngram_orders"):
+        ModelConfig(ngram_orders=orders).validate()

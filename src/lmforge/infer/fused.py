@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmforge.infer.cache import SlotCache
+from lmforge.models.ngram import chunk_windows
 from lmforge.models.transformer import Transformer
 
 
@@ -154,11 +155,19 @@ class FusedDecoder:
         self.head = (_Projection(model.lm_head.weight, model.lm_head.bias) if cfg.tie_embeddings
                      else _relayout(model.lm_head))
         self.embed = model.model.embed_tokens.weight
+        self.ngrams = model.model.embed_ngrams if cfg.ngram_orders else None
         self.embed_positions = model.model.embed_positions.weight if cfg.positions == "learned" else None
         param = next(model.parameters())
         self.rotate = (rotate_half_matrix(cfg.head_dim, param.dtype, param.device)
                        if model.rotary is not None else None)
         self._rows: dict[int, torch.Tensor] = {}
+
+    def inputs(self, tokens: list[int], start: int, end: int) -> torch.Tensor:
+        """The input rows for positions start..end-1 of the sequence `tokens`: their ids (N,),
+        or for a model with n-gram embeddings each id with the ones before it (N, window)."""
+        if self.ngrams is None:
+            return torch.tensor(tokens[start:end], device=self.embed.device)
+        return chunk_windows(tokens, start, end, self.ngrams.width, self.ngrams.pad).to(self.embed.device)
 
     def rows(self, batch: int, device) -> torch.Tensor:
         if batch not in self._rows:
@@ -167,7 +176,8 @@ class FusedDecoder:
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
                  cache: SlotCache, span: int) -> torch.Tensor:
-        """One decode step. ids, positions: (B,) for cache rows 0..B-1; returns logits (B, vocab)."""
+        """One decode step. ids (see `inputs`), positions (B,) for cache rows 0..B-1; returns
+        logits (B, vocab)."""
         split = ids.shape[0] == 1 and ids.is_cpu and torch.get_num_threads() > 1
         hidden = self._layers(ids, positions, self._decode_attention(positions, mask, cache, span), split)
         return self.logits(hidden, split)
@@ -232,7 +242,10 @@ class FusedDecoder:
         that views as (N, n_head * head_dim). `split`: one row, products on two threads."""
         cfg, m = self.cfg, self.model
         N, hd, nq, nkv = ids.shape[0], cfg.head_dim, self.n_q, self.n_kv
-        x = F.embedding(ids, self.embed)
+        if self.ngrams is None:
+            x = F.embedding(ids, self.embed)
+        else:
+            x = F.embedding(ids[:, -1], self.embed) + self.ngrams(ids)
         if self.embed_positions is not None:
             x = x + F.embedding(positions, self.embed_positions)
         if self.rotate is not None:

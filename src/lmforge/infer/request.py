@@ -107,6 +107,11 @@ class Request:
         return TokenLogprob(token_text(self.tok, token_id), token_id, logprob,
                             [(token_text(self.tok, i), lp) for i, lp in zip(top_ids, top_lps)])
 
+    def last_tokens(self, n: int) -> list[int]:
+        """The last n tokens of prompt + completion (fewer if the sequence is shorter)."""
+        tail = self.token_ids[-n:]
+        return self.prompt_ids[max(0, len(self.prompt_ids) - (n - len(tail))):] + tail if len(tail) < n else tail
+
     def accept(self, token_id: int, context_len: int, logprob: TokenLogprob | None = None) -> bool:
         """Record a sampled token; return True when the request is finished."""
         self.token_ids.append(token_id)

@@ -129,7 +129,7 @@ class Scheduler:
         """The next (at most `budget`) prompt tokens of `r` to prefill: start, end and their ids."""
         start = r.cached
         end = min(len(r.prompt_ids), start + budget)
-        return start, end, torch.tensor(r.prompt_ids[start:end], device=self.device)
+        return start, end, self.decoder.inputs(r.prompt_ids, start, end)
 
     def _prefilled(self, r: Request, hidden: torch.Tensor, start: int, end: int) -> None:
         """After prompt tokens start..end-1 of `r` are in the prefill row (`hidden`: their final
@@ -166,7 +166,11 @@ class Scheduler:
         """One decode step for every running sequence, with the next chunk of prompt `r`, if
         any, in the same pass."""
         batch = self.running
-        ids = torch.tensor([x.token_ids[-1] for x in batch], device=self.device)
+        if self.decoder.ngrams is None:
+            ids = torch.tensor([x.token_ids[-1] for x in batch], device=self.device)
+        else:   # each row's last token with the ones before it
+            tails = [x.last_tokens(self.decoder.ngrams.width) for x in batch]
+            ids = torch.cat([self.decoder.inputs(t, len(t) - 1, len(t)) for t in tails])
         cached = [x.cached for x in batch]
         pos = torch.tensor(cached, device=self.device)
         span = max(cached) + 1

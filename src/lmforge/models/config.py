@@ -7,7 +7,7 @@ and still override any field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 
@@ -34,6 +34,10 @@ class ModelConfig:
     dropout: float = 0.0
     zero_init_out: bool = True       # zero the attention/MLP output projections at init
     init_std: float = 0.02
+    # hashed n-gram input embeddings (models/ngram.py): e.g. [2, 3, 4]; empty = off
+    ngram_orders: list[int] = field(default_factory=list)
+    ngram_buckets: int = 65536       # table rows per order
+    ngram_dim: int = 32              # table width, projected to d_model
 
     @property
     def head_dim(self) -> int:
@@ -68,6 +72,16 @@ class ModelConfig:
             raise ValueError(f"dropout: got {self.dropout}, allowed: 0 <= dropout < 1")
         if self.vocab_size < 0:
             raise ValueError(f"vocab_size: got {self.vocab_size}, must be >= 0")
+        if self.ngram_orders:
+            if len(set(self.ngram_orders)) != len(self.ngram_orders) or not all(
+                    isinstance(n, int) and 2 <= n <= 8 for n in self.ngram_orders):
+                raise ValueError(f"ngram_orders: got {self.ngram_orders}, "
+                                 "expected distinct integers from 2 to 8")
+            if self.kind != "causal":
+                raise ValueError("ngram_orders: n-gram embeddings are for causal models only")
+            for name in ("ngram_buckets", "ngram_dim"):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"{name}: got {getattr(self, name)}, must be >= 1")
 
     def resolved(self) -> "ModelConfig":
         """Apply the preset under the explicitly given fields."""

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmforge.models.config import ModelConfig
+from lmforge.models.ngram import NGramEmbedding, sequence_windows
 
 
 def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:
@@ -141,6 +142,9 @@ class Backbone(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        if cfg.ngram_orders:
+            self.embed_ngrams = NGramEmbedding(cfg.vocab_size, cfg.d_model, cfg.ngram_orders,
+                                               cfg.ngram_buckets, cfg.ngram_dim)
         if cfg.positions == "learned":
             self.embed_positions = nn.Embedding(cfg.max_seq_len, cfg.d_model)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
@@ -188,6 +192,17 @@ class Transformer(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
+        if self.cfg.ngram_orders:
+            self.model.embed_ngrams.reset_parameters(std)
+
+    def num_lookup_params(self) -> int:
+        """Parameters used by table lookups (embeddings), which cost no multiply-adds."""
+        tables = [self.model.embed_tokens]
+        if self.cfg.positions == "learned":
+            tables.append(self.model.embed_positions)
+        if self.cfg.ngram_orders:
+            tables.append(self.model.embed_ngrams.table)
+        return sum(t.weight.numel() for t in tables)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None, cache=None, return_hidden: bool = False):
@@ -199,6 +214,12 @@ class Transformer(nn.Module):
             raise ValueError(f"sequence of {int(position_ids.max()) + 1} tokens exceeds the "
                              f"model's context of {self.cfg.max_seq_len}")
         x = self.model.embed_tokens(input_ids)
+        if self.cfg.ngram_orders:
+            if cache is not None:
+                raise ValueError("a model with n-gram embeddings needs each token's predecessors; "
+                                 "generate with lmforge.infer.Engine instead of a KVCache")
+            ngrams = self.model.embed_ngrams
+            x = x + ngrams(sequence_windows(input_ids, ngrams.width, ngrams.pad))
         if self.cfg.positions == "learned":
             x = x + self.model.embed_positions(position_ids)
         x = self.model.drop(x)

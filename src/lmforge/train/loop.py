@@ -74,10 +74,7 @@ class Trainer:
             self.autocast_dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else None
         self.optimizers = optim.build_optimizers(self.model, cfg, ns_dtype=fastest_autocast_dtype(self.device))
         optim.set_lr(self.optimizers, 1.0)   # records each group's initial_lr, so saved and fresh groups match
-        n_embed = self.model.model.embed_tokens.weight.numel()
-        if hasattr(self.model.model, "embed_positions"):
-            n_embed += self.model.model.embed_positions.weight.numel()
-        n_nonembed = sum(p.numel() for p in self.model.parameters()) - n_embed
+        n_nonembed = sum(p.numel() for p in self.model.parameters()) - self.model.num_lookup_params()
         self.flops_per_token = flops_per_token(model.cfg, n_nonembed, batches.seq_len)
         self._peak = None
         self.max_seconds: float | None = None

@@ -37,13 +37,13 @@ def build_optimizers(model: torch.nn.Module, cfg: TrainConfig,
         muon = Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=0.95, nesterov=True,
                     ns_dtype=ns_dtype or torch.float32)
         adamw = torch.optim.AdamW([{"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=betas,
-                                  eps=1e-10, fused=False)
+                                  eps=1e-10, fused=True)
         return [muon, adamw]
     decay = [p for n, p in unique if p.dim() >= 2]
     no_decay = [p for n, p in unique if p.dim() < 2]
     return [torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                {"params": no_decay, "weight_decay": 0.0}],
-                              lr=cfg.lr, betas=betas)]
+                              lr=cfg.lr, betas=betas, fused=True)]
 
 
 def lr_multiplier(cfg: TrainConfig, step: int, progress: float) -> float:
