@@ -90,7 +90,7 @@ def test_muon_matches_torch_muon_update():
 
 def test_ngram_embeddings_see_exactly_the_last_n_tokens():
     from lmforge.models.ngram import chunk_windows, sequence_windows
-    m = _model(ngram_orders=[2, 4], ngram_buckets=4099, ngram_dim=8)
+    m = _model(ngram_orders=[2, 4], ngram_buckets=10000, ngram_dim=8)   # bigrams exact, 4-grams hashed
     ngrams = m.model.embed_ngrams
     x = torch.randint(0, 97, (1, 12))
     y = x.clone()

@@ -6,9 +6,11 @@ the first layer that local context for the cost of a lookup; on character-level
 Shakespeare it lowered the validation loss of a 100-second CPU run from 1.62 to
 about 1.55 (docs/experiments.md).
 
-Each order's n-grams are hashed into `buckets` rows of its own table (n-grams that
-collide share a row), embedded at a small width `dim` and projected to the model's
-width, so the tables stay small enough for a cheap optimizer step. Positions
+Each order has its own rows in one table: one row per possible n-gram when they
+fit in `buckets` rows (short n-grams of a character vocabulary), else the n-grams
+are hashed into `buckets` rows (colliding n-grams share a row). Rows are `dim`
+wide and their sum is projected to the model's width, so the table stays small
+enough for a cheap optimizer step. Positions
 before the start of the sequence read as the token id `vocab_size` (padding).
 """
 
@@ -40,8 +42,13 @@ class NGramEmbedding(nn.Module):
         self.orders = sorted(orders)
         self.width = self.orders[-1]
         self.pad = vocab_size
-        self.buckets = buckets
-        self.table = nn.Embedding(len(self.orders) * buckets, dim)
+        # an order whose every n-gram fits in `buckets` rows (small vocabularies, characters)
+        # gets one row per n-gram, no hashing and no collisions; the others get `buckets` rows
+        self.base = vocab_size + 1     # the token ids and the padding id
+        self.exact_width = max(n for n in range(1, self.width + 1) if self.base ** n <= max(buckets, self.base))
+        self.sizes = [min(buckets, self.base ** n) for n in self.orders]
+        self.starts = [sum(self.sizes[:i]) for i in range(len(self.orders))]
+        self.table = nn.Embedding(sum(self.sizes), dim)
         self.proj = nn.Linear(dim, d_model, bias=False)
 
     @torch.no_grad()
@@ -52,12 +59,16 @@ class NGramEmbedding(nn.Module):
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """windows (..., width), the last column being the current token -> (..., d_model)."""
-        h = windows[..., -1]
+        h = exact = windows[..., -1]
         rows = []
         for n in range(2, self.width + 1):
-            h = (h * _MULTIPLIER + windows[..., -n]) % _MODULUS
-            if n in self.orders:   # order i's rows are i * buckets ... (i + 1) * buckets - 1
-                rows.append(h % self.buckets + len(rows) * self.buckets)
+            token = windows[..., -n]
+            h = (h * _MULTIPLIER + token) % _MODULUS
+            if n <= self.exact_width:
+                exact = exact * self.base + token
+            if n in self.orders:
+                i = len(rows)
+                rows.append((exact if n <= self.exact_width else h % self.sizes[i]) + self.starts[i])
         rows = torch.stack(rows, dim=-1)
         lead = rows.shape[:-1]
         summed = F.embedding_bag(rows.reshape(-1, len(self.orders)), self.table.weight, mode="sum")
