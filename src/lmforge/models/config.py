@@ -36,7 +36,7 @@ class ModelConfig:
     init_std: float = 0.02
     # hashed n-gram input embeddings (models/ngram.py): e.g. [2, 3, 4]; empty = off
     ngram_orders: list[int] = field(default_factory=list)
-    ngram_buckets: int = 65536       # table rows per order
+    ngram_buckets: int = 65536       # table rows per order, at most
     ngram_dim: int = 32              # table width, projected to d_model
 
     @property
