@@ -110,7 +110,8 @@ class Request:
     def last_tokens(self, n: int) -> list[int]:
         """The last n tokens of prompt + completion (fewer if the sequence is shorter)."""
         tail = self.token_ids[-n:]
-        return self.prompt_ids[max(0, len(self.prompt_ids) - (n - len(tail))):] + tail if len(tail) < n else tail
+        missing = n - len(tail)
+        return (self.prompt_ids[-missing:] if missing else []) + tail
 
     def accept(self, token_id: int, context_len: int, logprob: TokenLogprob | None = None) -> bool:
         """Record a sampled token; return True when the request is finished."""
