@@ -108,6 +108,35 @@ def test_ngram_embeddings_see_exactly_the_last_n_tokens():
         m(x[:, :2], cache=KVCache(m.cfg, 1, 32))
 
 
+def test_ngram_dropout_leaves_out_lookups_in_training_only_and_keeps_the_mean():
+    m = _model(ngram_orders=[2, 3], ngram_buckets=10000, ngram_dim=8, ngram_dropout=0.5)
+    ngrams = m.model.embed_ngrams
+    from lmforge.models.ngram import sequence_windows
+    windows = sequence_windows(torch.randint(0, 97, (1, 6)), 3, 97)
+    with torch.no_grad():
+        full = ngrams(windows)
+        assert torch.equal(ngrams(windows), full)           # evaluation: every lookup, no noise
+        ngrams.train()
+        draws = torch.stack([ngrams(windows) for _ in range(4000)])
+    # each of a position's two lookups is dropped or scaled by 2: four possible sums, mean = full
+    assert (draws - draws[0]).abs().amax() > 0
+    assert torch.allclose(draws.mean(0), full, atol=0.05 * full.abs().max().item())
+
+
+def test_ngram_embedding_gets_its_own_weight_decay_in_both_optimizers():
+    from lmforge.train.config import TrainConfig
+    from lmforge.train.optim import build_optimizers
+    m = _model(ngram_orders=[2, 3], ngram_buckets=1000, ngram_dim=8)
+    ngram_params = {id(p) for p in m.model.embed_ngrams.parameters()}
+    for optimizer in ("muon", "adamw"):
+        opts = build_optimizers(m, TrainConfig(optimizer=optimizer, weight_decay=0.1, ngram_weight_decay=3.0))
+        groups = [g for o in opts for g in o.param_groups]
+        decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+        assert len(decay_of) == sum(1 for _ in m.parameters())          # every parameter, once
+        assert {decay_of[i] for i in ngram_params} == {3.0}
+        assert all(w != 3.0 for i, w in decay_of.items() if i not in ngram_params)
+
+
 @pytest.mark.parametrize("orders", [[1, 2], [2, 2], [9]])
 def test_ngram_orders_are_validated(orders):
     with pytest.raises(ValueError, match="ngram_orders"):

@@ -38,6 +38,7 @@ class ModelConfig:
     ngram_orders: list[int] = field(default_factory=list)
     ngram_buckets: int = 65536       # table rows per order, at most
     ngram_dim: int = 32              # table width, projected to d_model
+    ngram_dropout: float = 0.2       # training: each n-gram lookup is left out with this probability
 
     @property
     def head_dim(self) -> int:
@@ -82,6 +83,8 @@ class ModelConfig:
             for name in ("ngram_buckets", "ngram_dim"):
                 if getattr(self, name) < 1:
                     raise ValueError(f"{name}: got {getattr(self, name)}, must be >= 1")
+            if not 0.0 <= self.ngram_dropout < 1.0:
+                raise ValueError(f"ngram_dropout: got {self.ngram_dropout}, allowed: 0 <= ngram_dropout < 1")
 
     def resolved(self) -> "ModelConfig":
         """Apply the preset under the explicitly given fields."""

@@ -37,8 +37,10 @@ def chunk_windows(tokens: list[int], start: int, end: int, width: int, pad: int)
 
 
 class NGramEmbedding(nn.Module):
-    def __init__(self, vocab_size: int, d_model: int, orders: list[int], buckets: int, dim: int):
+    def __init__(self, vocab_size: int, d_model: int, orders: list[int], buckets: int, dim: int,
+                 dropout: float = 0.0):
         super().__init__()
+        self.dropout = dropout
         self.orders = sorted(orders)
         self.width = self.orders[-1]
         self.pad = vocab_size
@@ -70,6 +72,12 @@ class NGramEmbedding(nn.Module):
                 i = len(rows)
                 rows.append((exact if n <= self.exact_width else h % self.sizes[i]) + self.starts[i])
         rows = torch.stack(rows, dim=-1)
-        lead = rows.shape[:-1]
-        summed = F.embedding_bag(rows.reshape(-1, len(self.orders)), self.table.weight, mode="sum")
+        lead, rows = rows.shape[:-1], rows.reshape(-1, len(self.orders))
+        weights = None
+        if self.training and self.dropout:
+            # each lookup is left out on its own, so no position learns to lean on one memorised
+            # row: the tables fit the training text far better than they generalise
+            keep = 1.0 - self.dropout
+            weights = torch.empty(rows.shape, device=rows.device).bernoulli_(keep).div_(keep)
+        summed = F.embedding_bag(rows, self.table.weight, mode="sum", per_sample_weights=weights)
         return self.proj(summed).view(*lead, -1)

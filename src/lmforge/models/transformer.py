@@ -144,7 +144,7 @@ class Backbone(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.ngram_orders:
             self.embed_ngrams = NGramEmbedding(cfg.vocab_size, cfg.d_model, cfg.ngram_orders,
-                                               cfg.ngram_buckets, cfg.ngram_dim)
+                                               cfg.ngram_buckets, cfg.ngram_dim, cfg.ngram_dropout)
         if cfg.positions == "learned":
             self.embed_positions = nn.Embedding(cfg.max_seq_len, cfg.d_model)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))

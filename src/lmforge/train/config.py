@@ -19,6 +19,7 @@ class TrainConfig:
     muon_lr: float = 0.02            # Muon lr for 2-D hidden matrices
     min_lr_ratio: float = 0.1        # final lr as a fraction of lr
     weight_decay: float = 0.1
+    ngram_weight_decay: float = 1.0  # AdamW decay of the n-gram embedding (table and projection)
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0           # 0 = off
@@ -47,6 +48,9 @@ class TrainConfig:
             raise ValueError(f"lr: got {self.lr}, must be > 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio: got {self.min_lr_ratio}, allowed: 0..1")
+        for name in ("weight_decay", "ngram_weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: got {getattr(self, name)}, must be >= 0")
         if not 0.0 < self.decay_fraction <= 1.0:
             raise ValueError(f"decay_fraction: got {self.decay_fraction}, allowed: (0, 1]")
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "patience", "threads", "seq_len"):

@@ -3,7 +3,8 @@
 With `optimizer = "muon"`, 2-D hidden matrices (attention and MLP projections)
 go to Muon and everything else (embeddings, head, norms, biases) to AdamW, the
 split modded-nanogpt found best; with "adamw" everything goes to AdamW, with
-weight decay only on matrices.
+weight decay only on matrices. The n-gram embedding (models/ngram.py), if any, goes
+to AdamW in both cases, in a group of its own with `ngram_weight_decay`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ def _is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
     return p.dim() == 2 and ".layers." in f".{name}"
 
 
+def _is_ngram(name: str) -> bool:
+    return ".embed_ngrams." in f".{name}"
+
+
 def build_optimizers(model: torch.nn.Module, cfg: TrainConfig,
                      ns_dtype: torch.dtype | None = None) -> list[torch.optim.Optimizer]:
     """ns_dtype: dtype of Muon's Newton-Schulz iteration (the machine's fastest matmul dtype)."""
@@ -31,18 +36,22 @@ def build_optimizers(model: torch.nn.Module, cfg: TrainConfig,
             seen.add(id(p))
             unique.append((n, p))
     betas = (cfg.beta1, cfg.beta2)
+    # the n-gram tables memorise the training text; strong decay keeps the rows of rare n-grams small
+    ngram = [p for n, p in unique if _is_ngram(n)]
+    ngram_group = [{"params": ngram, "weight_decay": cfg.ngram_weight_decay}] if ngram else []
+    unique = [(n, p) for n, p in unique if not _is_ngram(n)]
     if cfg.optimizer == "muon":
         hidden = [p for n, p in unique if _is_hidden_matrix(n, p)]
         rest = [p for n, p in unique if not _is_hidden_matrix(n, p)]
         muon = Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=0.95, nesterov=True,
                     ns_dtype=ns_dtype or torch.float32)
-        adamw = torch.optim.AdamW([{"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=betas,
-                                  eps=1e-10, fused=True)
+        adamw = torch.optim.AdamW([{"params": rest, "weight_decay": 0.0}, *ngram_group], lr=cfg.lr,
+                                  betas=betas, eps=1e-10, fused=True)
         return [muon, adamw]
     decay = [p for n, p in unique if p.dim() >= 2]
     no_decay = [p for n, p in unique if p.dim() < 2]
     return [torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}],
+                               {"params": no_decay, "weight_decay": 0.0}, *ngram_group],
                               lr=cfg.lr, betas=betas, fused=True)]
 
 
