@@ -4,7 +4,7 @@ A small model spends much of its capacity and many training steps learning which
 tokens tend to follow which. A table indexed by the last 2, 3, ... n tokens hands
 the first layer that local context for the cost of a lookup; on character-level
 Shakespeare it lowered the validation loss of a 100-second CPU run from 1.62 to
-about 1.56 (docs/experiments.md).
+about 1.54 (docs/experiments.md).
 
 Each order has its own rows in one table: one row per possible n-gram when they
 fit in `buckets` rows (short n-grams of a character vocabulary), else the n-grams
