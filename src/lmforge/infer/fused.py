@@ -169,6 +169,17 @@ class FusedDecoder:
             return torch.tensor(tokens[start:end], device=self.embed.device)
         return chunk_windows(tokens, start, end, self.ngrams.width, self.ngrams.pad).to(self.embed.device)
 
+    @property
+    def window(self) -> int:
+        """How many of a sequence's last tokens the input row of its next position needs."""
+        return 1 if self.ngrams is None else self.ngrams.width
+
+    def last_inputs(self, tails: list[list[int]]) -> torch.Tensor:
+        """The input rows of a decode step, one per sequence, from its last `window` tokens."""
+        if self.ngrams is None:
+            return torch.tensor([t[-1] for t in tails], device=self.embed.device)
+        return torch.cat([self.inputs(t, len(t) - 1, len(t)) for t in tails])
+
     def rows(self, batch: int, device) -> torch.Tensor:
         if batch not in self._rows:
             self._rows[batch] = torch.arange(batch, device=device)

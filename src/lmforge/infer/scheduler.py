@@ -166,11 +166,7 @@ class Scheduler:
         """One decode step for every running sequence, with the next chunk of prompt `r`, if
         any, in the same pass."""
         batch = self.running
-        if self.decoder.ngrams is None:
-            ids = torch.tensor([x.token_ids[-1] for x in batch], device=self.device)
-        else:   # each row's last token with the ones before it
-            tails = [x.last_tokens(self.decoder.ngrams.width) for x in batch]
-            ids = torch.cat([self.decoder.inputs(t, len(t) - 1, len(t)) for t in tails])
+        ids = self.decoder.last_inputs([x.last_tokens(self.decoder.window) for x in batch])
         cached = [x.cached for x in batch]
         pos = torch.tensor(cached, device=self.device)
         span = max(cached) + 1
