@@ -78,6 +78,7 @@ class Trainer:
         self.flops_per_token = flops_per_token(model.cfg, n_nonembed, batches.seq_len)
         self._peak = None
         self.max_seconds: float | None = None
+        self._last_step_seconds = 0.0
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -91,8 +92,12 @@ class Trainer:
         return self.state.step / self.cfg.max_steps
 
     def _finished(self) -> bool:
-        capped = self.max_seconds is not None and self.state.train_seconds >= self.max_seconds
-        done = 1.0 if self._progress() >= 1.0 or capped else 0.0
+        limits = [s for s in (self.cfg.time_budget_s if self.cfg.time_budget_s > 0 else None, self.max_seconds)
+                  if s is not None]
+        spent = self.state.train_seconds
+        # a wall-clock run ends within its budget: it stops when one more step would overrun it
+        over = bool(limits) and (spent >= min(limits) or spent + self._last_step_seconds > min(limits))
+        done = 1.0 if self._progress() >= 1.0 or over else 0.0
         return distributed.max_across_ranks(done, self.dist) >= 1.0   # ranks agree on the last step
 
     def peak_flops(self) -> float:
@@ -200,7 +205,7 @@ class Trainer:
             for opt in self.optimizers:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-            dt = time.perf_counter() - t0
+            dt = self._last_step_seconds = time.perf_counter() - t0
             st.step += 1
             st.tokens += tokens_per_step
             st.train_seconds += dt
