@@ -92,11 +92,11 @@ class Trainer:
         return self.state.step / self.cfg.max_steps
 
     def _finished(self) -> bool:
-        limits = [s for s in (self.cfg.time_budget_s if self.cfg.time_budget_s > 0 else None, self.max_seconds)
-                  if s is not None]
+        limit = min(self.cfg.time_budget_s if self.cfg.time_budget_s > 0 else math.inf,
+                    self.max_seconds if self.max_seconds is not None else math.inf)
         spent = self.state.train_seconds
         # a wall-clock run ends within its budget: it stops when one more step would overrun it
-        over = bool(limits) and (spent >= min(limits) or spent + self._last_step_seconds > min(limits))
+        over = spent >= limit or spent + self._last_step_seconds > limit
         done = 1.0 if self._progress() >= 1.0 or over else 0.0
         return distributed.max_across_ranks(done, self.dist) >= 1.0   # ranks agree on the last step
 
