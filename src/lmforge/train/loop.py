@@ -94,9 +94,11 @@ class Trainer:
     def _finished(self) -> bool:
         limit = min(self.cfg.time_budget_s if self.cfg.time_budget_s > 0 else math.inf,
                     self.max_seconds if self.max_seconds is not None else math.inf)
-        spent = self.state.train_seconds
-        # a wall-clock run ends within its budget: it stops when one more step would overrun it
-        over = spent >= limit or spent + self._last_step_seconds > limit
+        spent, steps = self.state.train_seconds, self.state.step
+        # a wall-clock run ends within its budget: it stops when one more step would overrun it.
+        # A resumed run has not timed a step yet, so it expects the average of the earlier ones.
+        next_step = self._last_step_seconds or (spent / steps if steps else 0.0)
+        over = spent >= limit or spent + next_step > limit
         done = 1.0 if self._progress() >= 1.0 or over else 0.0
         return distributed.max_across_ranks(done, self.dist) >= 1.0   # ranks agree on the last step
 
