@@ -1,5 +1,7 @@
 """A wall-clock training budget: the run ends within it, with its schedule decayed."""
 
+import json
+import shutil
 import types
 
 import numpy as np
@@ -7,7 +9,7 @@ import torch
 
 from lmforge.models.config import ModelConfig
 from lmforge.models.transformer import Transformer
-from lmforge.train import loop
+from lmforge.train import checkpoint, loop
 from lmforge.train.batches import TokenBatches, fixed_windows
 from lmforge.train.config import TrainConfig
 
@@ -48,3 +50,35 @@ def test_resumed_run_expects_its_average_step_time_before_the_budget(monkeypatch
     state = resumed.fit()
     assert state.step == 3
     assert state.train_seconds <= resumed.cfg.time_budget_s
+
+
+def test_run_resumed_at_its_end_still_validates_and_saves_there(monkeypatch, tmp_path):
+    # steps take 0.5 s, then 0.1 s each: the run continues from 0.9 s (a 0.1-s step fits in 1.05 s),
+    # but a resume from the 0.9-s checkpoint expects the 0.18-s average step and trains no more
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    lm = loop.OBJECTIVES["causal_lm"]
+
+    def timed_objective(model, x, y):
+        if model.training:
+            clock.now += 0.5 if clock.now == 0.0 else 0.1
+        return lm(model, x, y)
+
+    tokens = np.random.default_rng(0).integers(0, 32, 4096).astype(np.uint16)
+    cfg = TrainConfig(batch_size=2, seq_len=16, time_budget_s=1.05, eval_every=0, checkpoint_every=1,
+                      keep_last=10, keep_best=False, log_every=1000, dtype="float32")
+
+    def trainer():
+        model = Transformer(ModelConfig(preset="tiny", vocab_size=32, max_seq_len=16).resolved())
+        return loop.Trainer(model, cfg, TokenBatches(tokens, 16, 2, 0), fixed_windows(tokens, 16, 4, 4),
+                            seed=0, ckpt_dir=tmp_path, objective=timed_objective)
+
+    assert trainer().fit().step == 6
+    shutil.rmtree(checkpoint.list_steps(tmp_path)[-1])   # killed before the last checkpoint was written
+    resumed = trainer()
+    assert resumed.resume() == 5
+    state = resumed.fit()
+    assert state.step == 5
+    assert [s for s, _, _ in state.val_history] == [5]
+    newest = checkpoint.list_steps(tmp_path)[-1]   # saved again, now with the validation
+    assert json.loads((newest / "state.json").read_text())["val_history"] == state.val_history

@@ -235,6 +235,10 @@ class Trainer:
                 self.save()
             if stopped_early:
                 break
+        if not st.val_history or st.val_history[-1][0] != st.step:
+            # resumed with less than a step of its budget left: the run ends here, validated and saved
+            self._validate_and_keep_best()
+            self.save()
         bar.close()
         return st
 
