@@ -14,24 +14,29 @@ from lmforge.train.batches import TokenBatches, fixed_windows
 from lmforge.train.config import TrainConfig
 
 
-def _budget_trainer(monkeypatch, ckpt_dir=None):
-    """A 1-s budget run on a fake clock where every step takes 0.3 s."""
+def _steps_of(monkeypatch, seconds: float) -> None:
+    """The trainer's clock, made to advance `seconds` between any two readings."""
     ticks = iter(range(10_000))
-    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: 0.3 * next(ticks)))
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: seconds * next(ticks)))
+
+
+def _budget_trainer(ckpt_dir=None, objective=None, **train):
+    """A trainer on random tokens with a 1-s wall-clock budget (changed by `train`)."""
     tokens = np.random.default_rng(0).integers(0, 32, 4096).astype(np.uint16)
-    cfg = TrainConfig(batch_size=2, seq_len=16, time_budget_s=1.0, schedule="wsd", warmup_steps=0,
-                      decay_fraction=0.5, min_lr_ratio=0.0, eval_every=0, checkpoint_every=0,
-                      keep_best=False, log_every=1000, dtype="float32")
+    cfg = TrainConfig(**{**dict(batch_size=2, seq_len=16, time_budget_s=1.0, schedule="wsd", warmup_steps=0,
+                                decay_fraction=0.5, min_lr_ratio=0.0, eval_every=0, checkpoint_every=0,
+                                keep_best=False, log_every=1000, dtype="float32"), **train})
     model = Transformer(ModelConfig(preset="tiny", vocab_size=32, max_seq_len=16).resolved())
     records = []
     trainer = loop.Trainer(model, cfg, TokenBatches(tokens, 16, 2, 0), fixed_windows(tokens, 16, 4, 4),
-                           seed=0, ckpt_dir=ckpt_dir, log=records.append)
+                           seed=0, ckpt_dir=ckpt_dir, log=records.append, objective=objective)
     return trainer, records
 
 
 def test_time_budget_run_stops_before_a_step_would_overrun_it(monkeypatch):
     # a 1-s budget has room for 3 steps of 0.3 s (0.9 s), not a 4th
-    trainer, records = _budget_trainer(monkeypatch)
+    _steps_of(monkeypatch, 0.3)
+    trainer, records = _budget_trainer()
     state = trainer.fit()
     assert state.step == 3
     assert state.train_seconds <= trainer.cfg.time_budget_s
@@ -43,9 +48,10 @@ def test_time_budget_run_stops_before_a_step_would_overrun_it(monkeypatch):
 def test_resumed_run_expects_its_average_step_time_before_the_budget(monkeypatch, tmp_path):
     # stopped at 0.9 s of its 1-s budget; the resumed run has timed no step yet, and must not
     # run a 4th one (to 1.2 s) for lack of one
-    first, _ = _budget_trainer(monkeypatch, tmp_path)
+    _steps_of(monkeypatch, 0.3)
+    first, _ = _budget_trainer(tmp_path)
     assert first.fit(max_seconds=0.95).step == 3
-    resumed, _ = _budget_trainer(monkeypatch, tmp_path)
+    resumed, _ = _budget_trainer(tmp_path)
     assert resumed.resume() == 3
     state = resumed.fit()
     assert state.step == 3
@@ -64,14 +70,8 @@ def test_run_resumed_at_its_end_still_validates_and_saves_there(monkeypatch, tmp
             clock.now += 0.5 if clock.now == 0.0 else 0.1
         return lm(model, x, y)
 
-    tokens = np.random.default_rng(0).integers(0, 32, 4096).astype(np.uint16)
-    cfg = TrainConfig(batch_size=2, seq_len=16, time_budget_s=1.05, eval_every=0, checkpoint_every=1,
-                      keep_last=10, keep_best=False, log_every=1000, dtype="float32")
-
     def trainer():
-        model = Transformer(ModelConfig(preset="tiny", vocab_size=32, max_seq_len=16).resolved())
-        return loop.Trainer(model, cfg, TokenBatches(tokens, 16, 2, 0), fixed_windows(tokens, 16, 4, 4),
-                            seed=0, ckpt_dir=tmp_path, objective=timed_objective)
+        return _budget_trainer(tmp_path, timed_objective, time_budget_s=1.05, checkpoint_every=1, keep_last=10)[0]
 
     assert trainer().fit().step == 6
     shutil.rmtree(checkpoint.list_steps(tmp_path)[-1])   # killed before the last checkpoint was written
