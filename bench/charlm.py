@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmforge.models.config import ModelConfig
-from lmforge.models.transformer import Transformer
+from lmforge.models.llama import LlamaConfig
+from lmforge.models.llama import Transformer
 from lmforge.train.batches import TokenBatches, fixed_windows
 from lmforge.train.config import TrainConfig
 from lmforge.train.loop import Trainer
@@ -36,7 +36,7 @@ def load_chars(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
 # nanoGPT's README CPU recipe: 4 layers, 4 heads, 128 wide, block 64, batch 12, AdamW lr 1e-3,
 # beta2 0.99, 100 warmup iterations, cosine to 1e-4 over 2000 iterations, dropout 0, fp32.
 BASELINE = dict(
-    model=ModelConfig(preset="gpt2-char"),
+    model=LlamaConfig(preset="gpt2-char"),
     train=TrainConfig(batch_size=12, seq_len=64, max_steps=2000, optimizer="adamw", lr=1e-3, beta2=0.99,
                       weight_decay=0.1, grad_clip=1.0, schedule="cosine", warmup_steps=100, min_lr_ratio=0.1,
                       dtype="float32"))
@@ -44,7 +44,7 @@ BASELINE = dict(
 # lmforge's CPU recipe: the modern architecture (RoPE, RMSNorm, QK-norm, ReLU^2, untied head,
 # zero-initialised projections) trained with Muon + AdamW on a wall-clock warmup-stable-decay schedule.
 LMFORGE = dict(
-    model=ModelConfig(n_layer=4, n_head=4, d_model=128, max_seq_len=64, norm="rmsnorm", positions="rope",
+    model=LlamaConfig(n_layer=4, n_head=4, d_model=128, max_seq_len=64, norm="rmsnorm", positions="rope",
                       mlp="relu2", qk_norm=True, tie_embeddings=False, zero_init_out=True),
     train=TrainConfig(batch_size=32, seq_len=64, max_steps=1, time_budget_s=100, optimizer="muon", lr=3e-3,
                       muon_lr=0.03, beta2=0.95, weight_decay=0.0, grad_clip=1.0, schedule="wsd",

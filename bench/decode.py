@@ -18,12 +18,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from lmforge.infer.engine import Engine, parse_dtype
 from lmforge.infer.tiny import sample_corpus, train_tokenizer
-from lmforge.models.config import ModelConfig
-from lmforge.models.transformer import Transformer
+from lmforge.models.llama import LlamaConfig
+from lmforge.models.llama import Transformer
 
 MODELS = {
-    "llama-mini": ModelConfig(preset="llama-mini", vocab_size=4096).resolved(),
-    "llama-30m": ModelConfig(preset="llama-mini", vocab_size=4096, n_layer=8, n_head=8, d_model=512,
+    "llama-mini": LlamaConfig(preset="llama-mini", vocab_size=4096).resolved(),
+    "llama-30m": LlamaConfig(preset="llama-mini", vocab_size=4096, n_layer=8, n_head=8, d_model=512,
                              max_seq_len=512).resolved(),
 }
 
@@ -57,7 +57,7 @@ def best_times(fns: list, repeats: int) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def bench(name: str, cfg: ModelConfig, tokenizer, dtype, new_tokens: int, prompt_len: int, repeats: int) -> dict:
+def bench(name: str, cfg: LlamaConfig, tokenizer, dtype, new_tokens: int, prompt_len: int, repeats: int) -> dict:
     torch.manual_seed(0)
     model = Transformer(cfg).to(dtype).eval()
     hf = hf_twin(model)

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from lmforge.infer.tiny import make_tiny_run
-from lmforge.models.config import ModelConfig
+from lmforge.models.llama import LlamaConfig
 
 
 def rss_mib(pid: int) -> float:
@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="server's torch threads (0 = torch default)")
     args = ap.parse_args()
     run = make_tiny_run(Path(tempfile.mkdtemp()) / "bench-run",
-                        ModelConfig(preset="llama-mini"), vocab_size=4096)
+                        LlamaConfig(preset="llama-mini"), vocab_size=4096)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

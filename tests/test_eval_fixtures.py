@@ -42,10 +42,10 @@ def train_tokenizer():
 
 
 def train_model(tok, steps: int = 30):
-    from lmforge.models.config import ModelConfig
-    from lmforge.models.transformer import Transformer
+    from lmforge.models.llama import LlamaConfig
+    from lmforge.models.llama import Transformer
     torch.manual_seed(0)
-    cfg = ModelConfig(n_layer=2, n_head=2, d_model=64, max_seq_len=64, mlp="swiglu",
+    cfg = LlamaConfig(n_layer=2, n_head=2, d_model=64, max_seq_len=64, mlp="swiglu",
                       vocab_size=tok.get_vocab_size(), zero_init_out=False)
     model = Transformer(cfg)
     ids = torch.tensor([i for d in corpus() for i in tok.encode(d).ids + [tok.token_to_id("<|eos|>")]])

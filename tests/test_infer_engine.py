@@ -11,7 +11,7 @@ import torch
 from lmforge.errors import UserError
 from lmforge.infer.engine import Engine
 from lmforge.infer.tiny import make_tiny_run
-from lmforge.train.checkpoint import load_model
+from lmforge.models.io import load_model
 
 GREEDY = dict(temperature=0, ignore_eos=True)
 
@@ -212,10 +212,9 @@ def test_fused_decode_matches_model_for_every_architecture(engine, variant):
     import copy
     from lmforge.infer.request import Delta, Done
     from lmforge.infer.sampling import SamplingParams
-    from lmforge.models.config import ModelConfig
-    from lmforge.models.transformer import Transformer
+    from lmforge.models.llama import LlamaConfig, Transformer
     torch.manual_seed(0)
-    cfg = ModelConfig(**VARIANTS[variant], vocab_size=engine.vocab_size, zero_init_out=False).resolved()
+    cfg = LlamaConfig(**VARIANTS[variant], vocab_size=engine.vocab_size, zero_init_out=False).resolved()
     model = Transformer(cfg).eval()
     reference = copy.deepcopy(model)
     e = Engine(model, engine.tokenizer, max_batch=2)
@@ -256,24 +255,22 @@ def test_fused_decode_matches_model_for_every_architecture(engine, variant):
 def test_single_row_decode_on_two_threads_equals_one_thread(engine, variant):
     # one sequence's products are split over two threads (by output rows); every logit must be
     # bit-identical to the one-thread product, or greedy output would depend on the thread count
-    from lmforge.infer.cache import SlotCache
-    from lmforge.infer.fused import FusedDecoder
-    from lmforge.models.config import ModelConfig
-    from lmforge.models.transformer import Transformer
+    from lmforge.models.llama import LlamaConfig, Transformer
+    from lmforge.models.llama.decode import FusedDecoder
     torch.manual_seed(0)
-    cfg = ModelConfig(**VARIANTS[variant], vocab_size=engine.vocab_size, zero_init_out=False).resolved()
+    cfg = LlamaConfig(**VARIANTS[variant], vocab_size=engine.vocab_size, zero_init_out=False).resolved()
     decoder = FusedDecoder(Transformer(cfg).eval())
     threads = torch.get_num_threads()
     logits = {}
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            cache = SlotCache(cfg, 1, cfg.max_seq_len, torch.float32)
+            cache = decoder.make_cache(1)
             seq = [5, 17, 99, 42, 7, 300]
             with torch.inference_mode():
                 decoder.prefill(decoder.inputs(seq, 0, 3), 0, cache)
                 cache.move(cache.prefill_row, 0, 3)
-                logits[n] = [decoder(decoder.inputs(seq, p, p + 1), torch.tensor([p]), None, cache, p + 1)
+                logits[n] = [decoder.decode(decoder.inputs(seq, p, p + 1), [p], cache)
                              for p in range(3, len(seq))]
     finally:
         torch.set_num_threads(threads)
@@ -283,9 +280,8 @@ def test_single_row_decode_on_two_threads_equals_one_thread(engine, variant):
 
 def test_ngram_model_round_trips_through_a_checkpoint_into_the_engine(tmp_path):
     from safetensors.torch import load_file
-    from lmforge.models.config import ModelConfig
-    from lmforge.models.transformer import Transformer
-    run = make_tiny_run(tmp_path, ModelConfig(preset="tiny", ngram_orders=[2, 3], ngram_buckets=1021, ngram_dim=8))
+    from lmforge.models.llama import LlamaConfig, Transformer
+    run = make_tiny_run(tmp_path, LlamaConfig(preset="tiny", ngram_orders=[2, 3], ngram_buckets=1021, ngram_dim=8))
     loaded = load_model(run)
     # a reference built the ordinary way (not on the meta device) from the very same tensors
     reference = Transformer(loaded.cfg).eval()

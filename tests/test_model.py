@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from lmforge.models import PRESETS, KVCache, ModelConfig, Transformer
+from lmforge.models.llama import KVCache, LlamaConfig, Transformer
 
 
 def _model(**kw):
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=97, n_layer=2, n_head=4, d_model=64, max_seq_len=32, zero_init_out=False, **kw)
+    cfg = LlamaConfig(vocab_size=97, n_layer=2, n_head=4, d_model=64, max_seq_len=32, zero_init_out=False, **kw)
     return Transformer(cfg).eval()
 
 
@@ -45,7 +45,9 @@ def test_bidirectional_attends_both_ways_and_causal_does_not():
     x = torch.randint(0, 97, (1, 10))
     y = x.clone()
     y[0, -1] = (x[0, -1] + 1) % 97          # change only the last token
-    causal, bidir = _model(), _model(kind="bidirectional")
+    from lmforge.models.bert import BertConfig, BertEncoder
+    causal = _model()
+    bidir = BertEncoder(BertConfig(vocab_size=97, n_layer=2, n_head=4, d_model=64, max_seq_len=32)).eval()
     with torch.no_grad():
         assert torch.allclose(causal(x)[0, 0], causal(y)[0, 0])
         assert not torch.allclose(bidir(x)[0, 0], bidir(y)[0, 0])
@@ -53,7 +55,7 @@ def test_bidirectional_attends_both_ways_and_causal_does_not():
 
 def test_zero_init_output_projections_and_softcap():
     torch.manual_seed(0)
-    m = Transformer(ModelConfig(vocab_size=50, n_layer=1, n_head=2, d_model=32, logit_softcap=5.0))
+    m = Transformer(LlamaConfig(vocab_size=50, n_layer=1, n_head=2, d_model=32, logit_softcap=5.0))
     assert m.model.layers[0].self_attn.o_proj.weight.abs().sum() == 0
     assert m.model.layers[0].mlp.down_proj.weight.abs().sum() == 0
     m.lm_head.weight.data.mul_(1000)
@@ -61,8 +63,8 @@ def test_zero_init_output_projections_and_softcap():
 
 
 def test_every_preset_builds_on_meta_device():
-    for name in PRESETS:
-        cfg = ModelConfig(preset=name, vocab_size=1000).resolved()
+    for name in LlamaConfig.PRESETS:
+        cfg = LlamaConfig(preset=name, vocab_size=1000).resolved()
         cfg.validate()
         assert cfg.num_params() > 0
 
@@ -89,7 +91,7 @@ def test_muon_matches_torch_muon_update():
 
 
 def test_ngram_embeddings_see_exactly_the_last_n_tokens():
-    from lmforge.models.ngram import chunk_windows, sequence_windows
+    from lmforge.models.llama.ngram import chunk_windows, sequence_windows
     m = _model(ngram_orders=[2, 4], ngram_buckets=10000, ngram_dim=8)   # bigrams exact, 4-grams hashed
     ngrams = m.model.embed_ngrams
     x = torch.randint(0, 97, (1, 12))
@@ -111,7 +113,7 @@ def test_ngram_embeddings_see_exactly_the_last_n_tokens():
 def test_ngram_dropout_leaves_out_lookups_in_training_only_and_keeps_the_mean():
     m = _model(ngram_orders=[2, 3], ngram_buckets=10000, ngram_dim=8, ngram_dropout=0.5)
     ngrams = m.model.embed_ngrams
-    from lmforge.models.ngram import sequence_windows
+    from lmforge.models.llama.ngram import sequence_windows
     windows = sequence_windows(torch.randint(0, 97, (1, 6)), 3, 97)
     with torch.no_grad():
         full = ngrams(windows)
@@ -140,4 +142,4 @@ def test_ngram_embedding_gets_its_own_weight_decay_in_both_optimizers():
 @pytest.mark.parametrize("orders", [[1, 2], [2, 2], [9]])
 def test_ngram_orders_are_validated(orders):
     with pytest.raises(ValueError, match="ngram_orders"):
-        ModelConfig(ngram_orders=orders).validate()
+        LlamaConfig(ngram_orders=orders).validate()

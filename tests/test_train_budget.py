@@ -7,11 +7,11 @@ import types
 import numpy as np
 import torch
 
-from lmforge.models.config import ModelConfig
-from lmforge.models.transformer import Transformer
+from lmforge.models.llama import LlamaConfig, Transformer
 from lmforge.train import checkpoint, loop
 from lmforge.train.batches import TokenBatches, fixed_windows
 from lmforge.train.config import TrainConfig
+from lmforge.train.objectives import CausalLM
 
 
 def _steps_of(monkeypatch, seconds: float) -> None:
@@ -26,7 +26,7 @@ def _budget_trainer(ckpt_dir=None, objective=None, **train):
     cfg = TrainConfig(**{**dict(batch_size=2, seq_len=16, time_budget_s=1.0, schedule="wsd", warmup_steps=0,
                                 decay_fraction=0.5, min_lr_ratio=0.0, eval_every=0, checkpoint_every=0,
                                 keep_best=False, log_every=1000, dtype="float32"), **train})
-    model = Transformer(ModelConfig(preset="tiny", vocab_size=32, max_seq_len=16).resolved())
+    model = Transformer(LlamaConfig(preset="tiny", vocab_size=32, max_seq_len=16).resolved())
     records = []
     trainer = loop.Trainer(model, cfg, TokenBatches(tokens, 16, 2, 0), fixed_windows(tokens, 16, 4, 4),
                            seed=0, ckpt_dir=ckpt_dir, log=records.append, objective=objective)
@@ -63,12 +63,13 @@ def test_run_resumed_at_its_end_still_validates_and_saves_there(monkeypatch, tmp
     # but a resume from the 0.9-s checkpoint expects the 0.18-s average step and trains no more
     clock = types.SimpleNamespace(now=0.0)
     monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
-    lm = loop.OBJECTIVES["causal_lm"]
+    class TimedObjective(CausalLM):
+        def loss(self, model, batch):
+            if model.training:
+                clock.now += 0.5 if clock.now == 0.0 else 0.1
+            return super().loss(model, batch)
 
-    def timed_objective(model, x, y):
-        if model.training:
-            clock.now += 0.5 if clock.now == 0.0 else 0.1
-        return lm(model, x, y)
+    timed_objective = TimedObjective()
 
     def trainer():
         return _budget_trainer(tmp_path, timed_objective, time_budget_s=1.05, checkpoint_every=1, keep_last=10)[0]

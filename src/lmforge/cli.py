@@ -113,6 +113,22 @@ def cmd_eval(args) -> None:
         stages.report(run, load_recipe(run.recipe_path))
 
 
+def cmd_fill_mask(args) -> None:
+    from lmforge.eval.fill_mask import fill_mask
+    from lmforge.models.io import find_weights, load_model
+    from lmforge.models.registry import family_of
+    from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
+    path = Path(args.run)
+    ckpt = find_weights(path)
+    model = load_model(ckpt)
+    if "masked_lm" not in family_of(model).objectives:
+        raise UserError(f"{path} holds a model of arch '{model.cfg.arch}', which has no masked-LM head; "
+                        f"fill-mask needs an encoder (model.arch = \"bert\")")
+    tokenizer = load_tokenizer(find_tokenizer_dir(path, ckpt))
+    for i, candidates in enumerate(fill_mask(model, tokenizer, args.text, args.top_k)):
+        print(f"mask {i + 1}: " + "  ".join(f"{tok!r} {p:.3f}" for tok, p in candidates))
+
+
 def _engine(args):
     from lmforge.infer.engine import Engine
     from lmforge.rundir import RunDir
@@ -153,10 +169,22 @@ def cmd_chat(args) -> None:
         engine.close()
 
 
+def _require_generative(path: str) -> None:
+    """One line, before any server starts, for a model that cannot generate (an encoder)."""
+    from lmforge.models.io import find_weights, read_model_config
+    from lmforge.models.registry import get_family
+    arch = read_model_config(find_weights(path)).arch
+    if not get_family(arch).generative:
+        raise UserError(f"{path} holds a model of arch '{arch}', which is not generative: it cannot generate, "
+                        f"chat or serve text (use `lmforge eval` or `lmforge fill-mask`)")
+
+
 def cmd_serve(args) -> None:
     from lmforge.serve.app import serve
     if not args.sagemaker and not Path(args.run or "").exists():
         raise UserError(f"run directory not found: {args.run}")
+    if args.run:
+        _require_generative(args.run)
     serve(args.run, host=args.host, port=args.port, api_key=args.api_key, rate_limit=args.rate_limit,
           max_tokens_limit=args.max_tokens_limit, cors_origins=args.cors_origin or None,
           audit_db=args.audit_db, audit_hash_prompts=args.hash_prompts, sagemaker_mode=args.sagemaker,
@@ -174,12 +202,16 @@ def cmd_info(args) -> None:
     for stage, rec in manifest.get("stages", {}).items():
         extra = {k: v for k, v in rec.items() if k not in ("seconds", "finished", "inputs", "outputs")}
         print(f"stage      {stage:<10} {rec['seconds']:>8.1f}s  " + ", ".join(f"{k}={v}" for k, v in extra.items()))
-    res_path = run.eval / "pretrain.json"
+    res_path = run.eval_result("pretrain")
     if res_path.exists():
         res = json.loads(res_path.read_text())
-        print(f"results    val loss {res['val_loss']}, bits/byte {res['bits_per_byte']} "
-              f"(gzip {res['gzip_bits_per_byte']}, xz {res['xz_bits_per_byte']})")
-    from lmforge.train.checkpoint import list_steps
+        if "mlm_accuracy" in res:
+            print(f"results    masked-LM accuracy {res['mlm_accuracy']} (unigram baseline "
+                  f"{res['unigram_mlm_accuracy']}), pseudo-perplexity {res['pseudo_perplexity']}")
+        else:
+            print(f"results    val loss {res['val_loss']}, bits/byte {res['bits_per_byte']} "
+                  f"(gzip {res['gzip_bits_per_byte']}, xz {res['xz_bits_per_byte']})")
+    from lmforge.models.io import list_steps
     ckpts = [p.name for p in list_steps(run.checkpoints)]
     if (run.checkpoints / "best").exists():
         ckpts.append("best")
@@ -287,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stream", action="store_true")
     _sampling_args(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("fill-mask", help="an encoder's most likely tokens for each <|mask|> in a text")
+    p.add_argument("run")
+    p.add_argument("--text", required=True, help="text with one or more <|mask|> (or [MASK]) tokens")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=cmd_fill_mask)
 
     p = sub.add_parser("chat", help="interactive chat in the terminal")
     p.add_argument("run")

@@ -23,6 +23,7 @@ from lmforge.data.config import DataConfig
 from lmforge.errors import UserError
 from lmforge.eval.config import EvalConfig
 from lmforge.models.config import ModelConfig
+from lmforge.models.llama.config import LlamaConfig
 from lmforge.tokenizer.config import TokenizerConfig
 from lmforge.train.config import TrainConfig
 
@@ -33,7 +34,7 @@ class Recipe:
     seed: int = 1337
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=LlamaConfig)   # the family's dataclass, chosen by model.arch
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -49,7 +50,9 @@ class Recipe:
 # --------------------------------------------------------------------------- loading
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
-    """Load a recipe file (or the defaults when `path` is None) and apply `key=value` overrides."""
+    """Load a recipe file (or the defaults when `path` is None) and apply `key=value` overrides.
+
+    Sections are checked on their own, then against each other (`check_across_sections`)."""
     raw: dict = {}
     if path is not None:
         path = Path(path)
@@ -63,11 +66,24 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] | None = No
             raise UserError(f"{path}: recipe is not valid UTF-8") from None
     for item in overrides or []:
         _apply_override(raw, item)
-    return from_dict(Recipe, raw, where="recipe")
+    return recipe_from_dict(raw)
 
 
 def recipe_from_dict(raw: dict) -> Recipe:
-    return from_dict(Recipe, raw, where="recipe")
+    return check_across_sections(from_dict(Recipe, raw, where="recipe"))
+
+
+def check_across_sections(recipe: Recipe) -> Recipe:
+    """What no section can check alone: the objective against the model family (an empty
+    objective becomes the family's own, so the resolved recipe names it)."""
+    from lmforge.models.registry import get_family
+    family = get_family(recipe.model.arch)
+    objective = recipe.train.objective or family.default_objective
+    if objective not in family.objectives:
+        raise UserError(f"train.objective = '{objective}' cannot train model.arch = '{family.arch}' "
+                        f"(it trains: {', '.join(family.objectives)})")
+    recipe.train.objective = objective
+    return recipe
 
 
 def _apply_override(raw: dict, item: str) -> None:
@@ -95,6 +111,9 @@ def from_dict(cls, raw: Any, where: str):
     """Build dataclass `cls` from a plain dict, validating keys, types and ranges."""
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a table, got {type(raw).__name__} {raw!r}")
+    select = getattr(cls, "select", None)   # a section whose table picks its dataclass ([model] by arch)
+    if select is not None:
+        cls = select(raw)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}

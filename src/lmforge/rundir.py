@@ -70,6 +70,21 @@ class RunDir:
     @property
     def eval(self) -> Path: return self.path / "eval"
     @property
+    def documents(self) -> Path: return self.data / "documents.jsonl"
+    @property
+    def data_card(self) -> Path: return self.data / "data_card.md"
+    @property
+    def tokenizer_json(self) -> Path: return self.tokenizer / "tokenizer.json"
+    @property
+    def token_files(self) -> list[Path]:
+        from lmforge.tokenizer.shards import META, TRAIN_BIN, VAL_BIN
+        return [self.tokens / name for name in (TRAIN_BIN, VAL_BIN, META)]
+    @property
+    def val_text(self) -> Path:
+        from lmforge.tokenizer.shards import VAL_TEXT
+        return self.tokens / VAL_TEXT
+    def eval_result(self, name: str) -> Path: return self.eval / f"{name}.json"
+    @property
     def model_card(self) -> Path: return self.path / "model_card.md"
     @property
     def report(self) -> Path: return self.path / "report.html"

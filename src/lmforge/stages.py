@@ -18,7 +18,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lmforge import atomic
@@ -142,30 +141,21 @@ def prepare(run: RunDir, recipe: Recipe, force: bool = False, workers: int | Non
 
 
 # ---------------------------------------------------------------------------- train
-def load_tokens(run: RunDir) -> tuple[np.ndarray, np.ndarray, dict]:
-    meta_path = run.tokens / "meta.json"
-    if not meta_path.is_file():
-        raise UserError(f"{run.path}: no token shards (tokens/meta.json); run `lmforge prepare {run.path}`")
-    meta = json.loads(meta_path.read_text())
-    dtype = np.dtype(meta["dtype"])
-    train = np.memmap(run.tokens / "train.bin", dtype=dtype, mode="r")
-    val = np.memmap(run.tokens / "val.bin", dtype=dtype, mode="r")
-    return train, val, meta
-
-
 def model_config_for(recipe: Recipe, vocab_size: int):
     cfg = recipe.model.resolved()
     return replace(cfg, vocab_size=cfg.vocab_size or vocab_size)
 
 
 def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False) -> None:
-    from lmforge.models.transformer import Transformer
-    from lmforge.train import checkpoint, distributed
-    from lmforge.train.batches import TokenBatches, fixed_windows
+    from lmforge.models.io import list_steps
+    from lmforge.models.registry import build_model, family_of
+    from lmforge.tokenizer.shards import read_shards
+    from lmforge.train import distributed
     from lmforge.train.loop import Trainer, truncate_metrics
+    from lmforge.train.objectives import build_objective
 
     _require(run, "train", "tokens")
-    has_checkpoints = bool(checkpoint.list_steps(run.checkpoints))
+    has_checkpoints = bool(list_steps(run.checkpoints))
     if not resume and not force and not run.stage_done("train") and has_checkpoints:
         raise UserError(f"{run.path} holds an interrupted training run; pass --resume to continue it "
                         f"or --force to start over")
@@ -190,7 +180,7 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
                             f"processes ({info.world}): the ranks share the recipe's accumulation steps; "
                             f"use --set train.grad_accum={info.world * max(1, tc.grad_accum // info.world)}")
         tc = replace(tc, grad_accum=tc.grad_accum // info.world)
-        train_tokens, val_tokens, meta = load_tokens(run)
+        train_tokens, val_tokens, meta = read_shards(run.tokens)
         mcfg = model_config_for(recipe, meta["vocab_size"])
         seq_len = tc.seq_len or mcfg.max_seq_len
         if seq_len > mcfg.max_seq_len:
@@ -200,13 +190,21 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
                 raise UserError(f"the {name} split has {len(arr)} tokens, fewer than one window of "
                                 f"{seq_len}; add data or lower train.seq_len")
         torch.manual_seed(recipe.seed)
-        model = Transformer(mcfg)
-        batches = TokenBatches(train_tokens, seq_len, tc.batch_size, recipe.seed, tc.grad_accum,
-                               rank=info.rank, world=info.world)
-        val_windows = fixed_windows(val_tokens, seq_len, tc.eval_batches * tc.batch_size, tc.batch_size,
-                                    seed=recipe.seed)
-        trainer = Trainer(model, tc, batches, val_windows, seed=recipe.seed, ckpt_dir=run.checkpoints,
-                          log=run.log_metrics, dist=info)
+        model = build_model(mcfg)
+        tokenizer = _tokenizer(run)
+        objective = build_objective(tc.objective, model, tokenizer, tc)
+        try:
+            batches = objective.train_batches(train_tokens, seq_len, tc.batch_size, recipe.seed, tc.grad_accum,
+                                              rank=info.rank, world=info.world)
+        except ValueError as e:
+            raise UserError(f"train: {e}") from None
+        val_batches = objective.val_batches(val_tokens, seq_len, tc.eval_batches * tc.batch_size, tc.batch_size,
+                                            seed=recipe.seed)
+        trainer = Trainer(model, tc, batches, val_batches, seed=recipe.seed, ckpt_dir=run.checkpoints,
+                          log=run.log_metrics, dist=info, objective=objective)
+        sampler = None
+        if family_of(model).generative and info.is_main and not (info.enabled and tc.distributed == "fsdp"):
+            sampler = trainer.on_validate = LiveSampler(model, tokenizer, recipe, run.log_metrics)
         if resume:
             step = trainer.resume()
             if step is None:
@@ -218,17 +216,47 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
                 if info.is_main:
                     truncate_metrics(run.metrics, step)
         n_params = sum(p.numel() for p in model.parameters())
-        _say(f"train: {n_params / 1e6:.2f}M parameters, {info.world} process(es), "
+        _say(f"train: {mcfg.arch}, {n_params / 1e6:.2f}M parameters, {objective.name}, {info.world} process(es), "
              f"{'%.0f s budget' % tc.time_budget_s if tc.time_budget_s else '%d steps' % tc.max_steps}")
         t0 = time.time()
-        state = trainer.fit()
+        try:
+            state = trainer.fit()
+        finally:
+            if sampler is not None:
+                sampler.close()
         if info.is_main:
-            run.record_stage("train", time.time() - t0, inputs=[run.tokens / "train.bin"],
+            run.record_stage("train", time.time() - t0, inputs=[run.token_files[0]],
                              steps=state.step, tokens=state.tokens, train_seconds=round(state.train_seconds, 2),
-                             best_val_loss=state.best_val_loss, parameters=n_params, world_size=info.world)
+                             best_val_loss=state.best_val_loss, parameters=n_params, world_size=info.world,
+                             arch=mcfg.arch, objective=objective.name)
             _say(f"train: {state.step} steps, best val loss {state.best_val_loss:.4f}")
     finally:
         distributed.teardown(info)
+
+
+class LiveSampler:
+    """At each validation, completes the recipe's sample prompts with the model as it is then
+    (the engine follows the training weights: models are never changed by an engine)."""
+
+    def __init__(self, model, tokenizer, recipe: Recipe, log):
+        self.model, self.tokenizer, self.recipe, self.log = model, tokenizer, recipe, log
+        self.engine = None
+
+    def __call__(self, step: int) -> None:
+        ec = self.recipe.eval
+        if not ec.samples_during_training or not ec.samples or not ec.sample_prompts:
+            return
+        from lmforge.infer.engine import Engine
+        if self.engine is None:
+            self.engine = Engine(self.model, self.tokenizer, max_batch=ec.samples)
+        for i, prompt in enumerate(ec.sample_prompts[:ec.samples]):
+            text = self.engine.generate(prompt, max_tokens=ec.sample_tokens, temperature=ec.temperature,
+                                        top_k=ec.top_k, seed=self.recipe.seed + i).text
+            self.log({"kind": "sample", "step": step, "prompt": prompt, "completion": text})
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
 
 
 # ---------------------------------------------------------------------------- evaluate
@@ -240,28 +268,42 @@ def compression_bits_per_byte(text: bytes) -> dict:
 
 
 def evaluate(run: RunDir, recipe: Recipe, force: bool = False) -> dict:
-    from lmforge.eval.likelihood import score_token_stream
-    from lmforge.infer.engine import Engine
-    from lmforge.train.checkpoint import load_model
+    """eval/pretrain.json: bits per byte against gzip and xz for language models; masked-LM
+    accuracy against a unigram baseline, and pseudo-log-likelihood, for encoders."""
+    from lmforge.models.io import load_model
+    from lmforge.tokenizer.shards import read_shards
 
     _require(run, "evaluate", "train")
-    out_path = run.eval / "pretrain.json"
+    out_path = run.eval_result("pretrain")
     if not _begin(run, "evaluate", force) and out_path.exists():
         return json.loads(out_path.read_text())
     t0 = time.time()
-    _, val_tokens, meta = load_tokens(run)
-    model = load_model(run.path)
+    train_tokens, val_tokens, meta = read_shards(run.tokens)
+    model = load_model(run.path, arch=recipe.model.arch)
+    window = recipe.train.seq_len or model.cfg.max_seq_len
+    if recipe.train.objective == "masked_lm":
+        result = _evaluate_encoder(run, recipe, model, train_tokens, val_tokens, window)
+    else:
+        result = _evaluate_language_model(run, recipe, model, val_tokens, meta, window)
+    result = {"arch": model.cfg.arch, "objective": recipe.train.objective, **result}
+    atomic.write_json(out_path, result)
+    run.record_stage("evaluate", time.time() - t0, outputs=[out_path],
+                     **{k: result[k] for k in ("bits_per_byte", "mlm_accuracy") if k in result})
+    return result
+
+
+def _evaluate_language_model(run: RunDir, recipe: Recipe, model, val_tokens, meta: dict, window: int) -> dict:
+    from lmforge.eval.likelihood import score_token_stream
+    from lmforge.infer.engine import Engine
     ec = recipe.eval
     scored = val_tokens if not ec.max_val_tokens else val_tokens[:ec.max_val_tokens]
-    window = recipe.train.seq_len or model.cfg.max_seq_len
     nll, n = score_token_stream(model, scored, window=window, batch_size=16)
     val_bytes = meta["val_bytes"] if not ec.max_val_tokens else meta["val_bytes"] * len(scored) / len(val_tokens)
-    val_text = (run.tokens / "val.txt").read_bytes()
     result = {"val_loss": round(nll / n, 5), "token_perplexity": round(math.exp(nll / n), 3),
               "bits_per_byte": round(nll / math.log(2) / val_bytes, 4),
               "scored_tokens": n, "val_bytes": int(val_bytes),
-              **compression_bits_per_byte(val_text)}
-    engine = Engine(model, _tokenizer(run), threads=None)
+              **compression_bits_per_byte(run.val_text.read_bytes())}
+    engine = Engine(model, _tokenizer(run), threads=None, copy_model=False)
     try:
         result["samples"] = [
             {"prompt": p, "completion": engine.generate(p, max_tokens=ec.sample_tokens, temperature=ec.temperature,
@@ -269,11 +311,23 @@ def evaluate(run: RunDir, recipe: Recipe, force: bool = False) -> dict:
             for i, p in enumerate(ec.sample_prompts[:ec.samples])]
     finally:
         engine.close()
-    atomic.write_json(out_path, result)
-    run.record_stage("evaluate", time.time() - t0, outputs=[out_path], bits_per_byte=result["bits_per_byte"])
     beat = "beats" if result["bits_per_byte"] < result["gzip_bits_per_byte"] else "does NOT beat"
     _say(f"evaluate: val loss {result['val_loss']:.3f}, {result['bits_per_byte']:.3f} bits/byte "
          f"({beat} gzip -9 at {result['gzip_bits_per_byte']:.3f}, xz -9 {result['xz_bits_per_byte']:.3f})")
+    return result
+
+
+def _evaluate_encoder(run: RunDir, recipe: Recipe, model, train_tokens, val_tokens, window: int) -> dict:
+    from lmforge.eval.masked_lm import evaluate_masked
+    from lmforge.train.objectives import build_objective
+    ec = recipe.eval
+    objective = build_objective("masked_lm", model, _tokenizer(run), recipe.train)
+    result = evaluate_masked(model, objective, train_tokens, val_tokens, seq_len=window, windows=ec.mlm_windows,
+                             pll_tokens=ec.pll_tokens, batch_size=ec.batch_size, seed=recipe.seed)
+    beat = "beats" if result["mlm_accuracy"] > result["unigram_mlm_accuracy"] else "does NOT beat"
+    _say(f"evaluate: masked-LM accuracy {result['mlm_accuracy']:.3f} ({beat} the unigram baseline at "
+         f"{result['unigram_mlm_accuracy']:.3f}), loss {result['mlm_loss']:.3f}, "
+         f"pseudo-perplexity {result['pseudo_perplexity']:.1f}")
     return result
 
 

@@ -19,14 +19,6 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def run_dir_of(path: Path) -> Path:
-    """The run directory that holds `path` (a run dir, or one of its checkpoints)."""
-    for candidate in (path, *path.parents):
-        if (candidate / "tokenizer" / "tokenizer.json").is_file():
-            return candidate
-    raise UserError(f"{path}: no tokenizer/tokenizer.json in it or any parent run directory")
-
-
 def special_token_id(tok, config: dict, keys: tuple[str, ...]) -> int | None:
     for key in keys:
         value = config.get(key)
@@ -39,19 +31,19 @@ def special_token_id(tok, config: dict, keys: tuple[str, ...]) -> int | None:
 
 class LmforgeLM(EvalLM):
     def __init__(self, path: str | Path, device: torch.device | None = None, batch_size: int = 8):
-        from tokenizers import Tokenizer
-
-        from lmforge.train.checkpoint import find_weights, load_model
+        from lmforge.models.io import find_weights, load_model
+        from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
 
         path = Path(path)
         self.device = device or default_device()
         self.batch_size = batch_size
         self.checkpoint = find_weights(path)
-        self.run_dir = run_dir_of(self.checkpoint)
+        tokenizer_dir = find_tokenizer_dir(path, self.checkpoint)
+        self.run_dir = tokenizer_dir.parent
         self.name = path.name
         self.model = load_model(self.checkpoint, device=self.device)
-        self.tokenizer = Tokenizer.from_file(str(self.run_dir / "tokenizer" / "tokenizer.json"))
-        config_file = self.run_dir / "tokenizer" / "tokenizer_config.json"
+        self.tokenizer = load_tokenizer(tokenizer_dir)
+        config_file = tokenizer_dir / "tokenizer_config.json"
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
         self.prefix_token_id = special_token_id(self.tokenizer, config, ("bos_token", "eos_token"))
         for name in FALLBACK_PREFIX_TOKENS:

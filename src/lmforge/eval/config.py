@@ -11,9 +11,12 @@ class EvalConfig:
     samples: int = 3                 # samples written after pretraining
     sample_tokens: int = 80
     sample_prompts: list[str] = field(default_factory=lambda: ["The ", "def ", "In Python, "])
+    samples_during_training: bool = True   # generative models: complete the prompts at every validation
     temperature: float = 0.8
     top_k: int = 50
     max_val_tokens: int = 0          # 0 = score the whole validation split
+    mlm_windows: int = 128           # masked-LM models: validation windows masked and scored
+    pll_tokens: int = 512            # masked-LM models: tokens scored by pseudo-log-likelihood
     limit: int = 0                   # `lmforge eval`: examples per task, 0 = all
     num_fewshot: int = -1            # -1 = each task file's own num_fewshot
     seed: int = 0                    # few-shot draws, sampling and bootstrap resamples

@@ -10,23 +10,21 @@ Keys and values of a layer live in one tensor `kv[layer]` (keys in the first
 kv_heads heads, values in the rest), so the decode step stores both with one
 indexed copy; `k[layer]` and `v[layer]` are views of it.
 
-Both the prefill and the decode step (see fused.py) write rows directly.
+Both the prefill and the decode step (models/llama/decode.py) write rows directly.
 """
 
 from __future__ import annotations
 
 import torch
 
-from lmforge.models.config import ModelConfig
-
 
 class SlotCache:
-    def __init__(self, cfg: ModelConfig, rows: int, max_len: int, dtype: torch.dtype,
-                 device: torch.device | str = "cpu"):
-        shape = (rows + 1, 2 * cfg.kv_heads, max_len, cfg.head_dim)
-        self.kv = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layer)]
-        self.k = [kv[:, :cfg.kv_heads] for kv in self.kv]
-        self.v = [kv[:, cfg.kv_heads:] for kv in self.kv]
+    def __init__(self, n_layer: int, kv_heads: int, head_dim: int, rows: int, max_len: int,
+                 dtype: torch.dtype, device: torch.device | str = "cpu"):
+        shape = (rows + 1, 2 * kv_heads, max_len, head_dim)
+        self.kv = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.k = [kv[:, :kv_heads] for kv in self.kv]
+        self.v = [kv[:, kv_heads:] for kv in self.kv]
         self.rows = rows
         self.max_len = max_len
         self.prefill_row = rows

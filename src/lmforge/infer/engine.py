@@ -11,6 +11,7 @@ so concurrent callers (threads, server requests) share forward passes.
 
 from __future__ import annotations
 
+import copy
 import queue
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,8 +24,9 @@ from lmforge.infer.request import Delta, Done, Event, Failed, GenerationResult, 
 from lmforge.infer.sampling import SamplingParams
 from lmforge.infer.scheduler import Scheduler
 from lmforge.infer.template import ChatTemplate
-from lmforge.models.transformer import Transformer
-from lmforge.train.checkpoint import find_weights, load_model
+from lmforge.models.io import find_weights, load_model
+from lmforge.models.registry import family_of
+from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
 
 STOP_TOKENS = ("<|eos|>", "<|end|>")   # generation ends at either (plain text / chat turn)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -39,35 +41,52 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
     return DTYPES[dtype]
 
 
-def find_tokenizer_dir(path: Path, ckpt: Path) -> Path:
-    """The tokenizer of a run: run/tokenizer, found from the run or from one of its checkpoints."""
-    for candidate in (path / "tokenizer", ckpt / "tokenizer", ckpt.parent.parent / "tokenizer", path):
-        if (candidate / "tokenizer.json").is_file():
-            return candidate
-    raise UserError(f"no tokenizer found for {path} (expected {path / 'tokenizer' / 'tokenizer.json'})")
-
-
 class Engine:
-    def __init__(self, model: Transformer, tokenizer: Tokenizer, *, device: str | torch.device = "cpu",
+    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, device: str | torch.device = "cpu",
                  dtype: str | torch.dtype | None = None, max_batch: int = 16, prefill_chunk: int = 256,
-                 chat_template: ChatTemplate | None = None, threads: int | None = None):
+                 chat_template: ChatTemplate | None = None, threads: int | None = None,
+                 copy_model: bool = True):
         """threads: torch's intra-op threads for this process (None leaves torch's default).
 
         On a small CPU machine 1 is usually fastest for serving: a small model's decode step
         cannot use more, and the HTTP and scheduler threads need the other cores.
+
+        The engine never changes `model`: it decodes with a private copy (in `dtype`, on
+        `device`, re-laid out by the family's kernel) and copies the weights over again
+        whenever it starts work after being idle, so an engine made from a model in training
+        follows it. copy_model=False hands `model` over instead (no second copy in memory;
+        `from_run` does this): the engine may then rewrite its weights' layout.
         """
-        if model.cfg.kind != "causal":
-            raise UserError("only causal (decoder) models can generate text")
+        family = family_of(model)
+        if not family.generative:
+            raise UserError(f"a model of arch '{model.cfg.arch}' is not generative: it cannot generate, "
+                            f"chat or serve text (use `lmforge eval` or `lmforge fill-mask`)")
         if threads:
             torch.set_num_threads(threads)
         dtype = parse_dtype(dtype)
-        self.model = model.to(device=device, dtype=dtype).eval() if dtype else model.to(device).eval()
+        self.source = model if copy_model else None
+        private = copy.deepcopy(model) if copy_model else model
+        private = private.to(device=device, dtype=dtype) if dtype else private.to(device)
+        self.model = private.eval().requires_grad_(False)
+        self.decoder = family.decoder(self.model)
         self.tokenizer = tokenizer
         self.template = chat_template or ChatTemplate()
-        self.context = model.cfg.max_seq_len
+        self.context = self.decoder.context
         self.vocab_size = model.cfg.vocab_size
         self.stop_ids = {i for i in map(tokenizer.token_to_id, STOP_TOKENS) if i is not None}
-        self.scheduler = Scheduler(self.model, max_batch=max_batch, prefill_chunk=prefill_chunk)
+        self.scheduler = Scheduler(self.decoder, max_batch=max_batch, prefill_chunk=prefill_chunk,
+                                   before_work=self._follow_source)
+
+    @torch.no_grad()
+    def _follow_source(self) -> None:
+        """Copy the source model's current weights into the engine's copy (scheduler thread, idle).
+
+        Copying is cheaper than finding out whether they changed: fused optimizers update
+        parameters without bumping their version counters."""
+        if self.source is None:
+            return
+        for mine, theirs in zip(self.model.parameters(), self.source.parameters()):
+            mine.copy_(theirs)
 
     @classmethod
     def from_run(cls, path: str | Path, *, device: str | torch.device = "cpu",
@@ -77,8 +96,8 @@ class Engine:
         ckpt = find_weights(path)
         tok_dir = find_tokenizer_dir(path, ckpt)
         model = load_model(ckpt, device=device, dtype=parse_dtype(dtype))
-        tokenizer = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
-        return cls(model, tokenizer, device=device, chat_template=ChatTemplate.from_dir(tok_dir), **kw)
+        return cls(model, load_tokenizer(tok_dir), device=device, chat_template=ChatTemplate.from_dir(tok_dir),
+                   copy_model=False, **kw)
 
     def close(self) -> None:
         self.scheduler.close()

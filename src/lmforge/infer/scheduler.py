@@ -15,25 +15,28 @@ from __future__ import annotations
 
 import collections
 import threading
+from typing import Callable
 
 import torch
 
-from lmforge.infer.cache import SlotCache
-from lmforge.infer.fused import FusedDecoder
 from lmforge.infer.request import Request
 from lmforge.infer.sampling import sample_batch
-from lmforge.models.transformer import Transformer
 
 
 class Scheduler:
-    def __init__(self, model: Transformer, *, max_batch: int = 16, prefill_chunk: int = 256):
-        self.decoder = FusedDecoder(model)
-        self.context = model.cfg.max_seq_len
+    """decoder: the model family's decode kernel (see models/registry.py): `inputs`, `window`,
+    `last_inputs`, `make_cache`, `prefill`, `decode`, `decode_and_prefill`, `logits`, `context`.
+    before_work: called on the scheduler thread whenever it starts work after being idle (the
+    engine brings its copy of the weights up to date there)."""
+
+    def __init__(self, decoder, *, max_batch: int = 16, prefill_chunk: int = 256,
+                 before_work: Callable[[], None] | None = None):
+        self.decoder = decoder
+        self.context = decoder.context
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
-        param = next(model.parameters())
-        self.device = param.device
-        self.cache = SlotCache(model.cfg, max_batch, self.context, param.dtype, param.device)
+        self.before_work = before_work or (lambda: None)
+        self.cache = decoder.make_cache(max_batch)
         self.waiting: collections.deque[Request] = collections.deque()
         self.prefilling: Request | None = None
         self.running: list[Request] = []       # running[i] owns cache row i
@@ -75,6 +78,8 @@ class Scheduler:
                         self.cond.wait()
                     if self.closed:
                         break
+                if not (self.running or self.prefilling):
+                    self.before_work()
                 self._step()
         for r in [*self.waiting, *self.running, *([self.prefilling] if self.prefilling else [])]:
             r.fail(RuntimeError("the engine was closed"))
@@ -168,16 +173,11 @@ class Scheduler:
         batch = self.running
         ids = self.decoder.last_inputs([x.last_tokens(self.decoder.window) for x in batch])
         cached = [x.cached for x in batch]
-        pos = torch.tensor(cached, device=self.device)
-        span = max(cached) + 1
-        # one row needs no mask: it attends over exactly its own keys
-        mask = None if len(batch) == 1 else (
-            torch.arange(span, device=self.device) <= pos.unsqueeze(1))[:, None, None, :]
         if r is None:
-            logits = self.decoder(ids, pos, mask, self.cache, span).float()
+            logits = self.decoder.decode(ids, cached, self.cache).float()
         else:
             start, end, prompt = self._next_chunk(r, self.prefill_chunk)
-            hidden = self.decoder.decode_and_prefill(ids, pos, mask, span, prompt, start, self.cache)
+            hidden = self.decoder.decode_and_prefill(ids, cached, prompt, start, self.cache)
             logits = self.decoder.logits(hidden[:len(batch)]).float()
         for x in batch:
             x.cached += 1

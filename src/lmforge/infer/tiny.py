@@ -16,7 +16,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from lmforge.infer.template import DEFAULT_TEMPLATE
 from lmforge.models.config import ModelConfig
-from lmforge.models.transformer import Transformer
+from lmforge.models.llama.config import LlamaConfig
+from lmforge.models.registry import build_model
 from lmforge.train.checkpoint import save_checkpoint
 
 SPECIAL_TOKENS = ["<|bos|>", "<|eos|>", "<|pad|>", "<|mask|>", "<|system|>", "<|user|>",
@@ -51,9 +52,11 @@ def make_tiny_run(run: str | Path, cfg: ModelConfig | None = None, vocab_size: i
     config = {"chat_template": DEFAULT_TEMPLATE, "bos_token": "<|bos|>", "eos_token": "<|eos|>",
               "pad_token": "<|pad|>"}
     (run / "tokenizer" / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    cfg = replace(cfg or ModelConfig(preset="llama-mini", n_layer=2, d_model=64, n_head=4, max_seq_len=128),
-                  vocab_size=tok.get_vocab_size(), zero_init_out=False)
+    cfg = replace(cfg or LlamaConfig(preset="llama-mini", n_layer=2, d_model=64, n_head=4, max_seq_len=128),
+                  vocab_size=tok.get_vocab_size())
+    if isinstance(cfg, LlamaConfig):   # zero-initialised projections would make every random model alike
+        cfg = replace(cfg, zero_init_out=False)
     torch.manual_seed(seed)
-    model = Transformer(cfg.resolved())
+    model = build_model(cfg.resolved())
     save_checkpoint(run / "checkpoints", 0, model.state_dict(), model.cfg, None, {"step": 0})
     return run

@@ -1,125 +1,77 @@
-"""The model's config dataclass and its named presets.
+"""The `[model]` section: the fields every family shares, and the choice of family.
 
-One dataclass describes every decoder (and encoder) lmforge builds. Presets are
-just partial dicts applied on top of the defaults, so a recipe can name a preset
-and still override any field.
+Each family (models/<family>/config.py) extends `ModelConfig` with its own fields
+and named presets. A recipe's `[model]` table picks its dataclass by `arch` (or by
+the family that owns its `preset`), so a key the family does not have is an error
+that names the family, and the resolved recipe lists exactly that family's fields.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
-from typing import Literal
+from dataclasses import dataclass, fields, replace
+from typing import ClassVar
+
+from lmforge.errors import UserError
 
 
 @dataclass
 class ModelConfig:
-    preset: str = ""                 # name from PRESETS; explicit keys in the recipe win over it
-    kind: Literal["causal", "bidirectional"] = "causal"
+    arch: str = "llama"              # the family: llama, bert, lstm, gru or rnn
+    preset: str = ""                 # a name from the family's presets; explicit keys win over it
     vocab_size: int = 0              # 0 = take it from the tokenizer
     n_layer: int = 4
-    n_head: int = 4
-    n_kv_head: int = 0               # 0 = same as n_head (no grouped-query attention)
     d_model: int = 256
-    d_ff: int = 0                    # 0 = derived from the MLP type
-    max_seq_len: int = 256
-    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
-    norm_eps: float = 1e-5
-    positions: Literal["rope", "learned"] = "rope"
-    rope_theta: float = 10000.0
-    mlp: Literal["swiglu", "relu2", "gelu"] = "swiglu"
-    qk_norm: bool = False
-    tie_embeddings: bool = False
-    bias: bool = False
-    logit_softcap: float = 0.0       # 0 = off; else logits = cap * tanh(logits / cap)
+    max_seq_len: int = 256           # the context (for recurrent families: the training window)
     dropout: float = 0.0
-    zero_init_out: bool = True       # zero the attention/MLP output projections at init
+    tie_embeddings: bool = False
     init_std: float = 0.02
-    # hashed n-gram input embeddings (models/ngram.py): e.g. [2, 3, 4]; empty = off
-    ngram_orders: list[int] = field(default_factory=list)
-    ngram_buckets: int = 65536       # table rows per order, at most
-    ngram_dim: int = 32              # table width, projected to d_model
-    ngram_dropout: float = 0.2       # training: each n-gram lookup is left out with this probability
 
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
+    PRESETS: ClassVar[dict[str, dict]] = {}
 
-    @property
-    def kv_heads(self) -> int:
-        return self.n_kv_head or self.n_head
-
-    @property
-    def ff_dim(self) -> int:
-        if self.d_ff:
-            return self.d_ff
-        if self.mlp == "swiglu":
-            # 8/3 * d keeps SwiGLU's parameter count equal to a 4*d two-matrix MLP; round to 32
-            return int(((8 * self.d_model // 3) + 31) // 32 * 32)
-        return 4 * self.d_model
+    # ---------------------------------------------------------------- the family's table
+    @staticmethod
+    def select(raw: dict) -> type["ModelConfig"]:
+        """The config dataclass a recipe's `[model]` table describes (by arch, else by preset)."""
+        from lmforge.models.registry import families, family_of_preset
+        arch = raw.get("arch")
+        preset = raw.get("preset")
+        if arch is None and isinstance(preset, str) and preset:
+            arch = family_of_preset(preset) or "llama"
+        arch = arch or "llama"
+        table = families()
+        if arch not in table:
+            raise UserError(f"model.arch: got {arch!r}, allowed: {', '.join(sorted(table))}")
+        return table[arch].config
 
     def validate(self) -> None:
-        if self.preset and self.preset not in PRESETS:
-            raise ValueError(f"preset: got {self.preset!r}, allowed: {', '.join(sorted(PRESETS))}")
-        for name in ("n_layer", "n_head", "d_model", "max_seq_len"):
+        from lmforge.models.registry import family_of_preset
+        if self.preset and self.preset not in self.PRESETS:
+            owner = family_of_preset(self.preset)
+            where = f" (it is a preset of arch '{owner}')" if owner else ""
+            raise ValueError(f"preset: got {self.preset!r}{where}; presets of arch '{self.arch}': "
+                             f"{', '.join(sorted(self.PRESETS))}")
+        for name in ("n_layer", "d_model", "max_seq_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: got {getattr(self, name)}, must be >= 1")
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
-        if self.n_head % self.kv_heads:
-            raise ValueError(f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.kv_heads})")
-        if self.positions == "rope" and self.head_dim % 2:
-            raise ValueError(f"RoPE needs an even head dim, got {self.head_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: got {self.dropout}, allowed: 0 <= dropout < 1")
         if self.vocab_size < 0:
             raise ValueError(f"vocab_size: got {self.vocab_size}, must be >= 0")
-        if self.ngram_orders:
-            if len(set(self.ngram_orders)) != len(self.ngram_orders) or not all(
-                    isinstance(n, int) and 2 <= n <= 8 for n in self.ngram_orders):
-                raise ValueError(f"ngram_orders: got {self.ngram_orders}, "
-                                 "expected distinct integers from 2 to 8")
-            if self.kind != "causal":
-                raise ValueError("ngram_orders: n-gram embeddings are for causal models only")
-            for name in ("ngram_buckets", "ngram_dim"):
-                if getattr(self, name) < 1:
-                    raise ValueError(f"{name}: got {getattr(self, name)}, must be >= 1")
-            if not 0.0 <= self.ngram_dropout < 1.0:
-                raise ValueError(f"ngram_dropout: got {self.ngram_dropout}, allowed: 0 <= ngram_dropout < 1")
 
     def resolved(self) -> "ModelConfig":
         """Apply the preset under the explicitly given fields."""
         if not self.preset:
             return self
-        base = ModelConfig(**PRESETS[self.preset])
-        defaults = ModelConfig()
+        cls = type(self)
+        base = cls(**{"arch": self.arch, **self.PRESETS[self.preset]})
+        defaults = cls(arch=self.arch)
         changes = {f.name: getattr(self, f.name) for f in fields(self)
                    if getattr(self, f.name) != getattr(defaults, f.name)}
         return replace(base, **changes)
 
     def num_params(self, vocab_size: int | None = None) -> int:
-        from lmforge.models.transformer import Transformer
         import torch
+        from lmforge.models.registry import build_model
         with torch.device("meta"):
-            m = Transformer(replace(self.resolved(), vocab_size=vocab_size or self.vocab_size or 256))
+            m = build_model(replace(self.resolved(), vocab_size=vocab_size or self.vocab_size or 256))
         return sum(p.numel() for p in m.parameters())
-
-
-# Presets: the gpt2 family reproduces nanoGPT's architecture (the in-house baseline);
-# the others are lmforge's modern recipe at increasing size.
-_GPT2 = dict(norm="layernorm", positions="learned", mlp="gelu", tie_embeddings=True,
-             zero_init_out=False, qk_norm=False)
-_MODERN = dict(norm="rmsnorm", positions="rope", mlp="relu2", tie_embeddings=False,
-               zero_init_out=True, qk_norm=True)
-PRESETS: dict[str, dict] = {
-    "gpt2-char": dict(_GPT2, n_layer=4, n_head=4, d_model=128, max_seq_len=64),
-    "gpt2": dict(_GPT2, n_layer=6, n_head=6, d_model=384, max_seq_len=256),
-    "gpt2-small": dict(_GPT2, n_layer=12, n_head=12, d_model=768, max_seq_len=1024),
-    "tiny": dict(_MODERN, n_layer=2, n_head=2, d_model=64, max_seq_len=128),
-    "mini": dict(_MODERN, n_layer=4, n_head=4, d_model=256, max_seq_len=256),
-    "small": dict(_MODERN, n_layer=6, n_head=6, d_model=384, max_seq_len=256),
-    "base": dict(_MODERN, n_layer=12, n_head=12, d_model=768, max_seq_len=1024),
-    "large": dict(_MODERN, n_layer=24, n_head=16, d_model=1024, max_seq_len=2048),
-    # Llama-exportable variant: SwiGLU + untied head, as HF LlamaForCausalLM expects.
-    "llama-mini": dict(norm="rmsnorm", positions="rope", mlp="swiglu", tie_embeddings=False,
-                       qk_norm=False, n_layer=4, n_head=4, d_model=256, max_seq_len=256),
-}

@@ -34,11 +34,12 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
     parts.append(_table(["stage", "seconds", "finished"],
                         [[k, v.get("seconds"), v.get("finished")] for k, v in stages.items()]))
 
-    pretrain = run.eval / "pretrain.json"
+    pretrain = run.eval_result("pretrain")
     if pretrain.exists():
         res = json.loads(pretrain.read_text())
         parts.append("<h2>Results</h2>")
-        keys = ["val_loss", "token_perplexity", "bits_per_byte", "gzip_bits_per_byte", "xz_bits_per_byte"]
+        keys = ["val_loss", "token_perplexity", "bits_per_byte", "gzip_bits_per_byte", "xz_bits_per_byte",
+                "mlm_loss", "mlm_accuracy", "unigram_mlm_accuracy", "pll_per_token", "pseudo_perplexity"]
         parts.append(_table(["metric", "value"], [[k, res[k]] for k in keys if k in res]))
         if res.get("samples"):
             parts.append("<h3>Samples</h3>")
@@ -50,7 +51,13 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
         parts.append(_table(TASK_HEADER, rows))
 
     parts.append("<h2>Training</h2>")
-    parts.append(_img(plots.training_curves(run.read_metrics()), "training curves"))
+    metrics = run.read_metrics()
+    parts.append(_img(plots.training_curves(metrics), "training curves"))
+    samples = [m for m in metrics if m.get("kind") == "sample"]
+    if samples:
+        parts.append("<h3>Samples from the model at each validation</h3>")
+        parts.append(_table(["step", "prompt", "completion"],
+                            [[m["step"], m["prompt"], m["completion"]] for m in samples]))
 
     stats_path = run.data / "stats.json"
     if stats_path.exists():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 from lmforge import atomic
+from lmforge.models.io import config_from_dict
+from lmforge.models.registry import get_family
 from lmforge.recipe import Recipe
 from lmforge.report.tasks import TASK_HEADER, task_rows
 from lmforge.rundir import RunDir
@@ -18,20 +20,18 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
     manifest = run.manifest()
     stages = manifest.get("stages", {})
     train = stages.get("train", {})
-    res = _load(run.eval / "pretrain.json")
-    meta = _load(run.tokens / "meta.json")
+    res = _load(run.eval_result("pretrain"))
+    meta = _load(run.token_files[2])
     stats = _load(run.data / "stats.json")
     mcfg_path = next(iter(sorted(run.checkpoints.glob("*/model_config.json"))), None) if run.checkpoints.exists() else None
-    mcfg = _load(mcfg_path) if mcfg_path else {}
+    mcfg = config_from_dict(_load(mcfg_path)) if mcfg_path else recipe.model.resolved()
     sources = ", ".join(f"{s.name or s.kind}{' (' + s.path + ')' if s.path else ''}" for s in recipe.data.sources)
     licences = sorted({s.licence for s in recipe.data.sources if s.licence}) or ["not declared in the recipe"]
 
     lines = [f"# Model card: {recipe.name}", "",
              "## Model details",
-             f"- Architecture: decoder-only transformer, {mcfg.get('n_layer', '?')} layers, "
-             f"{mcfg.get('n_head', '?')} heads, width {mcfg.get('d_model', '?')}, context "
-             f"{mcfg.get('max_seq_len', '?')} tokens; {mcfg.get('norm', '?')}, {mcfg.get('positions', '?')} "
-             f"positions, {mcfg.get('mlp', '?')} MLP.",
+             f"- Architecture: {get_family(mcfg.arch).describe(mcfg)}.",
+             f"- Objective: {recipe.train.objective}.",
              f"- Parameters: {train.get('parameters', 0):,}.",
              f"- Tokenizer: {recipe.tokenizer.kind}, {meta.get('vocab_size', '?')} tokens.",
              f"- Trained with lmforge {manifest.get('versions', {}).get('lmforge', '?')}, torch "
@@ -49,7 +49,16 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
              f"optimizer {recipe.train.optimizer}, schedule {recipe.train.schedule}, "
              f"autocast {recipe.train.dtype}.", "",
              "## Evaluation (validation split)"]
-    if res:
+    if res and "mlm_accuracy" in res:
+        lines += ["| metric | value |", "|---|---|",
+                  f"| masked-LM loss (nats/masked token) | {res['mlm_loss']} |",
+                  f"| masked-LM accuracy | {res['mlm_accuracy']} |",
+                  f"| unigram baseline accuracy (same positions) | {res['unigram_mlm_accuracy']} |",
+                  f"| pseudo-log-likelihood (nats/token) | {res['pll_per_token']} |",
+                  f"| pseudo-perplexity | {res['pseudo_perplexity']} |", ""]
+        verdict = "above" if res["mlm_accuracy"] > res["unigram_mlm_accuracy"] else "NOT above"
+        lines.append(f"The model's masked-token accuracy is {verdict} the unigram baseline's.")
+    elif res:
         lines += ["| metric | value |", "|---|---|",
                   f"| validation loss (nats/token) | {res['val_loss']} |",
                   f"| token perplexity | {res['token_perplexity']} |",

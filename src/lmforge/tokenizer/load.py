@@ -20,6 +20,19 @@ def tokenizer_file(path: Path) -> Path:
     return file
 
 
+def find_tokenizer_dir(path: Path, ckpt: Path | None = None) -> Path:
+    """The one place that finds a run's tokenizer: run/tokenizer, found from the run directory
+    or from one of its checkpoints (checkpoints/NAME/), or a tokenizer folder itself."""
+    path = Path(path)
+    candidates = [path / "tokenizer", path.parent.parent / "tokenizer", path]
+    if ckpt is not None:
+        candidates[1:1] = [ckpt / "tokenizer", ckpt.parent.parent / "tokenizer"]
+    for candidate in candidates:
+        if (candidate / "tokenizer.json").is_file():
+            return candidate
+    raise UserError(f"no tokenizer found for {path} (expected {path / 'tokenizer' / 'tokenizer.json'})")
+
+
 def load_tokenizer(tokenizer_dir: Path) -> Tokenizer:
     file = tokenizer_file(tokenizer_dir)
     try:

@@ -11,6 +11,7 @@ Hugging Face `tokenizers`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from itertools import islice
@@ -29,6 +30,8 @@ from lmforge.tokenizer.train import document_text, iter_texts
 
 _BATCH_DOCS = 512
 _CHECK_DOCS = 32
+# the files of a tokens/ directory: written by encode_shards, read by read_shards
+TRAIN_BIN, VAL_BIN, VAL_TEXT, META = "train.bin", "val.bin", "val.txt", "meta.json"
 
 
 def _zero_counts() -> dict[str, int]:
@@ -132,8 +135,8 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
     counts = _zero_counts()
 
     progress = bar(total=n_docs, desc="encode", unit="doc")
-    with atomic_path(out_dir / "train.bin") as train_tmp, atomic_path(out_dir / "val.bin") as val_tmp, \
-            atomic_path(out_dir / "val.txt") as txt_tmp, open(train_tmp, "wb") as train_f, \
+    with atomic_path(out_dir / TRAIN_BIN) as train_tmp, atomic_path(out_dir / VAL_BIN) as val_tmp, \
+            atomic_path(out_dir / VAL_TEXT) as txt_tmp, open(train_tmp, "wb") as train_f, \
             open(val_tmp, "wb") as val_f, open(txt_tmp, "w", encoding="utf-8", newline="") as txt_f:
         files = {"train": train_f, "val": val_f}
         setup = (str(tok_file), use_tiktoken, str(documents_path), np.dtype(dtype).name, ids["bos"], ids["eos"])
@@ -156,5 +159,17 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
             "encoder": "tiktoken" if use_tiktoken else "tokenizers",
             "tokenizer_sha256": hashlib.sha256(tok_file.read_bytes()).hexdigest(),
             "documents": str(documents_path)}
-    write_json(out_dir / "meta.json", meta)
+    write_json(out_dir / META, meta)
     return meta
+
+
+def read_shards(tokens_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(train tokens, validation tokens, meta) of a tokens/ directory, memory-mapped."""
+    tokens_dir = Path(tokens_dir)
+    meta_path = tokens_dir / META
+    if not meta_path.is_file():
+        raise UserError(f"no token shards in {tokens_dir} ({META} missing); run `lmforge prepare` on the run")
+    meta = json.loads(meta_path.read_text())
+    dtype = np.dtype(meta["dtype"])
+    return (np.memmap(tokens_dir / TRAIN_BIN, dtype=dtype, mode="r"),
+            np.memmap(tokens_dir / VAL_BIN, dtype=dtype, mode="r"), meta)

@@ -1,15 +1,25 @@
-"""Deterministic batches from a flat token stream.
+"""Deterministic batches from a flat token stream, as dicts the objectives read.
 
-The batch at step s is a pure function of (seed, s): windows start at offsets drawn
-from a generator seeded with both. This makes the data position of a checkpoint
-just its step number, which is what makes resume exact, and lets every rank of a
-distributed run compute the same global batch and take its own slice of it.
+The batch at step s is a pure function of (seed, s): this makes the data position of
+a checkpoint just its step number, which is what makes resume exact, and lets every
+rank of a distributed run compute the same global batch and take its own slice of it.
+
+  TokenBatches   windows at random offsets (transformers): {"input_ids", "labels"}
+  StreamBatches  contiguous streams read window after window (recurrent models, whose
+                 state runs on from one window to the next): adds "resets", "stream"
+                 and "restart"
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+
+def _rows(global_rows: list, rank: int, grad_accum: int, micro: int, batch_size: int) -> list:
+    # Rank-major slicing: 1 rank x 2 micro-batches sees the same rows as 2 ranks x 1.
+    k = rank * grad_accum + micro
+    return global_rows[k * batch_size:(k + 1) * batch_size]
 
 
 class TokenBatches:
@@ -28,24 +38,57 @@ class TokenBatches:
     def global_batch(self) -> int:
         return self.batch_size * self.grad_accum * self.world
 
-    def get(self, step: int, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and next-token targets for one micro-batch of this rank at `step`."""
+    def get(self, step: int, micro: int) -> dict[str, torch.Tensor]:
+        """Inputs and next-token labels for one micro-batch of this rank at `step`."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         starts = torch.randint(0, len(self.tokens) - self.seq_len - 1, (self.global_batch,), generator=gen)
-        # Rank-major slicing: 1 rank x 2 micro-batches sees the same rows as 2 ranks x 1.
-        k = self.rank * self.grad_accum + micro
-        rows = starts[k * self.batch_size:(k + 1) * self.batch_size].tolist()
-        return windows(self.tokens, rows, self.seq_len)
+        return windows(self.tokens, _rows(starts.tolist(), self.rank, self.grad_accum, micro, self.batch_size),
+                       self.seq_len)
 
 
-def windows(tokens: np.ndarray, starts: list[int], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, targets) for windows of seq_len + 1 tokens beginning at `starts`."""
+class StreamBatches:
+    """The training split cut into `global_batch` contiguous streams, each read in order.
+
+    Row j of the global batch is stream j; step s reads window s mod W of every stream
+    (W windows fit in one), so a recurrent model's state at the end of step s is its
+    state at the start of step s + 1. Each pass over the data starts afresh ("restart");
+    within a pass the state is zeroed where a document begins (`resets`: its BOS token)."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, bos_id: int | None,
+                 grad_accum: int = 1, rank: int = 0, world: int = 1):
+        self.tokens = tokens
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.grad_accum = grad_accum
+        self.rank, self.world = rank, world
+        self.bos_id = bos_id
+        self.stream_len = (len(tokens) - 1) // self.global_batch
+        self.windows_per_pass = self.stream_len // seq_len
+        if self.windows_per_pass < 1:
+            raise ValueError(f"{len(tokens)} tokens cannot fill {self.global_batch} streams of at least one "
+                             f"window of {seq_len}; lower the batch size or the window")
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.grad_accum * self.world
+
+    def get(self, step: int, micro: int) -> dict:
+        w = step % self.windows_per_pass
+        streams = _rows(list(range(self.global_batch)), self.rank, self.grad_accum, micro, self.batch_size)
+        batch = windows(self.tokens, [j * self.stream_len + w * self.seq_len for j in streams], self.seq_len)
+        resets = (batch["input_ids"] == self.bos_id) if self.bos_id is not None else \
+            torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+        return {**batch, "resets": resets, "stream": self.rank * self.grad_accum + micro, "restart": w == 0}
+
+
+def windows(tokens: np.ndarray, starts: list[int], seq_len: int) -> dict[str, torch.Tensor]:
+    """Inputs and next-token labels for windows of seq_len + 1 tokens beginning at `starts`."""
     buf = np.stack([np.asarray(tokens[s:s + seq_len + 1], dtype=np.int64) for s in starts])
     t = torch.from_numpy(buf)
-    return t[:, :-1], t[:, 1:]
+    return {"input_ids": t[:, :-1], "labels": t[:, 1:]}
 
 
-def fixed_windows(tokens: np.ndarray, seq_len: int, n_windows: int, batch_size: int, seed: int = 0):
+def fixed_windows(tokens: np.ndarray, seq_len: int, n_windows: int, batch_size: int, seed: int = 0) -> list[dict]:
     """A fixed validation sample: the same `n_windows` windows every time, in batches."""
     gen = torch.Generator().manual_seed(seed + 7919)
     hi = max(len(tokens) - seq_len - 1, 1)

@@ -8,7 +8,9 @@ from typing import Literal
 
 @dataclass
 class TrainConfig:
-    objective: Literal["causal_lm"] = "causal_lm"
+    objective: Literal["", "causal_lm", "masked_lm"] = ""   # "" = the model family's own (recipe.py fills it in)
+    mlm_probability: float = 0.15    # masked_lm: share of ordinary tokens selected for prediction
+    whole_word_masking: bool = False # masked_lm: select whole words (all their tokens) instead of tokens
     batch_size: int = 16             # sequences per micro-batch (per rank)
     seq_len: int = 0                 # 0 = model.max_seq_len
     grad_accum: int = 1
@@ -48,6 +50,8 @@ class TrainConfig:
             raise ValueError(f"lr: got {self.lr}, must be > 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio: got {self.min_lr_ratio}, allowed: 0..1")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability: got {self.mlm_probability}, allowed: 0 < p < 1")
         for name in ("weight_decay", "ngram_weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: got {getattr(self, name)}, must be >= 0")

@@ -57,8 +57,10 @@ def wrap(model: torch.nn.Module, info: DistInfo, strategy: str) -> torch.nn.Modu
         return model
     if strategy == "fsdp":
         from torch.distributed.fsdp import fully_shard
-        for block in model.model.layers:
-            fully_shard(block)
+
+        from lmforge.models.registry import family_of
+        for unit in family_of(model).fsdp_units(model):
+            fully_shard(unit)
         fully_shard(model)
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -109,6 +111,20 @@ def max_across_ranks(value: float, info: DistInfo) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
+
+
+def merge_across_ranks(state: dict, info: DistInfo) -> dict:
+    """Every rank's dict of {name: {key: tensor}} merged into one (each rank holds its own keys),
+    so rank 0 can checkpoint state that lives on all of them (a recurrent model's carried state)."""
+    if not info.enabled:
+        return state
+    gathered: list = [None] * info.world
+    dist.all_gather_object(gathered, state)
+    merged: dict = {}
+    for part in gathered:
+        for name, table in part.items():
+            merged.setdefault(name, {}).update(table)
+    return merged
 
 
 def barrier(info: DistInfo) -> None:

@@ -27,12 +27,12 @@ import torch
 
 from lmforge import atomic, progress
 from lmforge.errors import UserError
-from lmforge.models.transformer import Transformer
+from lmforge.models.io import check_arch, read_weights
+from lmforge.models.registry import family_of
 from lmforge.train import checkpoint, distributed, optim
-from lmforge.train.batches import TokenBatches
 from lmforge.train.config import TrainConfig
 from lmforge.train.mfu import fastest_autocast_dtype, flops_per_token, measured_peak_flops
-from lmforge.train.objectives import OBJECTIVES
+from lmforge.train.objectives import CausalLM, Objective
 
 
 @dataclass
@@ -46,11 +46,11 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, model: Transformer, cfg: TrainConfig, batches: TokenBatches,
-                 val_windows: list[tuple[torch.Tensor, torch.Tensor]], *, seed: int,
-                 ckpt_dir: Path | None = None, log: Callable[[dict], None] | None = None,
-                 dist: distributed.DistInfo | None = None,
-                 objective: Callable | None = None):
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, batches, val_batches: list[dict], *,
+                 seed: int, ckpt_dir: Path | None = None, log: Callable[[dict], None] | None = None,
+                 dist: distributed.DistInfo | None = None, objective: Objective | None = None):
+        """batches: get(step, micro) -> batch dict (from `objective.train_batches`); val_batches:
+        the fixed validation sample (`objective.val_batches`). The default objective is causal LM."""
         self.cfg = cfg
         self.dist = dist or distributed.DistInfo()
         # Zero-initialised projections and small updates make subnormal floats, which CPUs
@@ -61,12 +61,13 @@ class Trainer:
         self.step_model = distributed.wrap(self.model, self.dist, cfg.distributed)
         if cfg.compile:
             self.step_model = torch.compile(self.step_model)
+        self.family = family_of(model)
         self.batches = batches
-        self.val_windows = val_windows
+        self.val_batches = val_batches
         self.seed = seed
         self.ckpt_dir = ckpt_dir
         self.log = log if (log is not None and self.dist.is_main) else (lambda record: None)
-        self.objective = objective or OBJECTIVES[cfg.objective]
+        self.objective = objective or CausalLM(recurrent=self.family.recurrent)
         self.state = TrainState()
         if cfg.dtype == "auto":
             self.autocast_dtype = fastest_autocast_dtype(self.device)
@@ -75,10 +76,12 @@ class Trainer:
         self.optimizers = optim.build_optimizers(self.model, cfg, ns_dtype=fastest_autocast_dtype(self.device))
         optim.set_lr(self.optimizers, 1.0)   # records each group's initial_lr, so saved and fresh groups match
         n_nonembed = sum(p.numel() for p in self.model.parameters()) - self.model.num_lookup_params()
-        self.flops_per_token = flops_per_token(model.cfg, n_nonembed, batches.seq_len)
+        attention_layers = 0 if self.family.recurrent else model.cfg.n_layer
+        self.flops_per_token = flops_per_token(n_nonembed, batches.seq_len, attention_layers, model.cfg.d_model)
         self._peak = None
         self.max_seconds: float | None = None
         self._last_step_seconds = 0.0
+        self.on_validate: Callable[[int], None] | None = None   # called with the step after each validation
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -107,17 +110,25 @@ class Trainer:
             self._peak = measured_peak_flops(self.autocast_dtype or torch.float32, self.device.split(":")[0])
         return self._peak
 
+    def _on_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                for k, v in batch.items()}
+
     @torch.no_grad()
-    def validate(self) -> float:
+    def validate(self) -> tuple[float, dict[str, float]]:
+        """Mean validation loss and metrics over the fixed sample, weighted by rows."""
         self.model.eval()
-        total, n = 0.0, 0
-        for x, y in self.val_windows:
+        total, n, sums = 0.0, 0, {}
+        for batch in self.val_batches:
+            rows = batch["input_ids"].shape[0]
             with self._autocast():
-                loss = self.objective(self.model, x.to(self.device), y.to(self.device))
-            total += float(loss) * x.shape[0]
-            n += x.shape[0]
+                loss, metrics = self.objective.loss(self.model, self._on_device(batch))
+            total += float(loss) * rows
+            n += rows
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * rows
         self.model.train()
-        return total / max(n, 1)
+        return total / max(n, 1), {k: v / max(n, 1) for k, v in sums.items()}
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, name: str | None = None, with_state: bool = True) -> None:
@@ -127,7 +138,8 @@ class Trainer:
         trainer_state = None
         if with_state:
             fmt, states = distributed.optimizer_states(self.model, self.optimizers, self.dist, self.cfg.distributed)
-            trainer_state = {"optimizer_format": fmt, "optimizers": states, "torch_rng": torch.get_rng_state()}
+            trainer_state = {"optimizer_format": fmt, "optimizers": states, "torch_rng": torch.get_rng_state(),
+                             "objective": distributed.merge_across_ranks(self.objective.state_dict(), self.dist)}
         if self.dist.is_main:
             state = {k: v for k, v in vars(self.state).items()}
             state["seed"] = self.seed
@@ -152,10 +164,8 @@ class Trainer:
         return None
 
     def _load(self, ckpt: Path) -> None:
-        from safetensors.torch import load_file
-        sd = load_file(str(ckpt / "model.safetensors"))
-        if self.model.cfg.tie_embeddings:
-            sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
+        check_arch(ckpt, self.model.cfg.arch)
+        sd = read_weights(ckpt, self.model.cfg)
         if self.dist.enabled and self.cfg.distributed == "fsdp":
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
             set_model_state_dict(self.model, sd, options=StateDictOptions(full_state_dict=True))
@@ -165,6 +175,7 @@ class Trainer:
         distributed.load_optimizer_states(self.model, self.optimizers,
                                           trainer_state.get("optimizer_format", "native"), trainer_state["optimizers"])
         torch.set_rng_state(trainer_state["torch_rng"].cpu())
+        self.objective.load_state_dict(trainer_state.get("objective", {}))
         raw = json.loads((ckpt / "state.json").read_text())
         raw.pop("seed", None)
         self.state = TrainState(**raw)
@@ -190,14 +201,14 @@ class Trainer:
             optim.set_lr(self.optimizers, scale)
             loss_sum = 0.0
             for micro in range(cfg.grad_accum):
-                x, y = self.batches.get(st.step, micro)
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                batch = self._on_device(self.batches.get(st.step, micro))
                 sync = contextlib.nullcontext()
                 if self.dist.enabled and cfg.distributed == "ddp" and micro < cfg.grad_accum - 1:
                     sync = self.step_model.no_sync()   # all-reduce once, on the last micro-batch
                 with sync:
                     with self._autocast():
-                        loss = self.objective(self.step_model, x, y) / cfg.grad_accum
+                        loss, _ = self.objective.loss(self.step_model, batch)
+                        loss = loss / cfg.grad_accum
                     loss.backward()
                 loss_sum += float(loss.detach())
             if not math.isfinite(loss_sum):
@@ -245,10 +256,12 @@ class Trainer:
     def _validate_and_keep_best(self) -> bool:
         """Validate, save `best` on improvement; True when patience has run out."""
         st = self.state
-        val = self.validate()
+        val, metrics = self.validate()
         st.val_history.append([st.step, round(st.train_seconds, 3), val])
         self.log({"kind": "val", "step": st.step, "val_loss": round(val, 6),
-                  "train_seconds": round(st.train_seconds, 3)})
+                  **{k: round(v, 6) for k, v in metrics.items()}, "train_seconds": round(st.train_seconds, 3)})
+        if self.on_validate is not None:
+            self.on_validate(st.step)
         if val < st.best_val_loss:
             st.best_val_loss, st.evals_since_best = val, 0
             if self.cfg.keep_best:

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import torch
 
-from lmforge.models.config import ModelConfig
-
 
 def _cache_path() -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
@@ -83,6 +81,6 @@ def fastest_autocast_dtype(device: str) -> torch.dtype | None:
     return torch.bfloat16 if faster else None
 
 
-def flops_per_token(cfg: ModelConfig, n_params_nonembed: int, seq_len: int) -> float:
+def flops_per_token(n_params_nonembed: int, seq_len: int, attention_layers: int, d_model: int) -> float:
     """Training FLOPs per token: 6N for the matmuls plus the attention scores (PaLM appendix B)."""
-    return 6 * n_params_nonembed + 12 * cfg.n_layer * cfg.d_model * seq_len
+    return 6 * n_params_nonembed + 12 * attention_layers * d_model * seq_len

@@ -1,10 +1,10 @@
 """Optimizers and learning-rate schedules.
 
-With `optimizer = "muon"`, 2-D hidden matrices (attention and MLP projections)
-go to Muon and everything else (embeddings, head, norms, biases) to AdamW, the
-split modded-nanogpt found best; with "adamw" everything goes to AdamW, with
-weight decay only on matrices. The n-gram embedding (models/ngram.py), if any, goes
-to AdamW in both cases, in a group of its own with `ngram_weight_decay`.
+With `optimizer = "muon"`, the parameters whose role is "matrix" (attention, MLP and
+recurrent weights) go to Muon and everything else (embeddings, head, norms, biases) to
+AdamW, the split modded-nanogpt found best; with "adamw" everything goes to AdamW,
+with weight decay only on matrices. The n-gram tables (role "table"), if any, go to
+AdamW in both cases, in a group of their own with `ngram_weight_decay`.
 """
 
 from __future__ import annotations
@@ -13,45 +13,35 @@ import math
 
 import torch
 
+from lmforge.models.registry import ROLES, family_of
 from lmforge.train.config import TrainConfig
 from lmforge.train.muon import Muon
 
 
-def _is_hidden_matrix(name: str, p: torch.Tensor) -> bool:
-    return p.dim() == 2 and ".layers." in f".{name}"
-
-
-def _is_ngram(name: str) -> bool:
-    return ".embed_ngrams." in f".{name}"
-
-
 def build_optimizers(model: torch.nn.Module, cfg: TrainConfig,
                      ns_dtype: torch.dtype | None = None) -> list[torch.optim.Optimizer]:
-    """ns_dtype: dtype of Muon's Newton-Schulz iteration (the machine's fastest matmul dtype)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    seen: set[int] = set()
-    unique = []
-    for n, p in named:  # a tied head shares its tensor with the embedding: optimise it once
-        if id(p) not in seen:
-            seen.add(id(p))
-            unique.append((n, p))
+    """ns_dtype: dtype of Muon's Newton-Schulz iteration (the machine's fastest matmul dtype).
+
+    Parameters are split by the role their family gives them (models/registry.py)."""
+    roles = family_of(model).param_roles(model)
+    params = dict(model.named_parameters())
+    by_role: dict[str, list] = {role: [] for role in ROLES}
+    for name, role in roles.items():
+        if params[name].requires_grad:
+            by_role[role].append(params[name])
     betas = (cfg.beta1, cfg.beta2)
     # the n-gram tables memorise the training text; strong decay keeps the rows of rare n-grams small
-    ngram = [p for n, p in unique if _is_ngram(n)]
-    ngram_group = [{"params": ngram, "weight_decay": cfg.ngram_weight_decay}] if ngram else []
-    unique = [(n, p) for n, p in unique if not _is_ngram(n)]
+    table_group = [{"params": by_role["table"], "weight_decay": cfg.ngram_weight_decay}] if by_role["table"] else []
+    others = by_role["embedding"] + by_role["head"] + by_role["vector"]
     if cfg.optimizer == "muon":
-        hidden = [p for n, p in unique if _is_hidden_matrix(n, p)]
-        rest = [p for n, p in unique if not _is_hidden_matrix(n, p)]
-        muon = Muon(hidden, lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=0.95, nesterov=True,
-                    ns_dtype=ns_dtype or torch.float32)
-        adamw = torch.optim.AdamW([{"params": rest, "weight_decay": 0.0}, *ngram_group], lr=cfg.lr,
+        muon = Muon(by_role["matrix"], lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=0.95,
+                    nesterov=True, ns_dtype=ns_dtype or torch.float32)
+        adamw = torch.optim.AdamW([{"params": others, "weight_decay": 0.0}, *table_group], lr=cfg.lr,
                                   betas=betas, eps=1e-10, fused=True)
         return [muon, adamw]
-    decay = [p for n, p in unique if p.dim() >= 2]
-    no_decay = [p for n, p in unique if p.dim() < 2]
+    decay = by_role["matrix"] + by_role["embedding"] + by_role["head"]
     return [torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}, *ngram_group],
+                               {"params": by_role["vector"], "weight_decay": 0.0}, *table_group],
                               lr=cfg.lr, betas=betas, fused=True)]
 
 

@@ -1,11 +1,11 @@
-"""The transformer: one module for decoder-only (causal) and encoder (bidirectional) models.
+"""The `llama` family's model: a decoder-only (causal) transformer.
 
 Parameter names and the RoPE layout (rotate-half) are those of Hugging Face's
 Llama, so a SwiGLU/RMSNorm/RoPE model saves straight into `LlamaForCausalLM`
 with no renaming or permutation. The same module also covers nanoGPT's GPT-2
 architecture (learned positions, LayerNorm, GELU, tied head) and the modern
 small-model recipe (QK-norm, ReLU², zero-initialised projections, soft-capped
-logits), chosen by `ModelConfig` fields rather than by separate classes.
+logits), chosen by `LlamaConfig` fields rather than by separate classes.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lmforge.models.config import ModelConfig
-from lmforge.models.ngram import NGramEmbedding, sequence_windows
+from lmforge.models.llama.config import LlamaConfig
+from lmforge.models.llama.ngram import NGramEmbedding, sequence_windows
 
 
-def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:
+def make_norm(cfg: LlamaConfig, dim: int) -> nn.Module:
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(dim, eps=cfg.norm_eps)
     return nn.LayerNorm(dim, eps=cfg.norm_eps, bias=cfg.bias)
@@ -61,7 +61,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_idx: int):
+    def __init__(self, cfg: LlamaConfig, layer_idx: int):
         super().__init__()
         self.cfg = cfg
         self.layer_idx = layer_idx
@@ -89,7 +89,7 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
         is_causal = False
-        if mask is None and self.cfg.kind == "causal" and T > 1:
+        if mask is None and T > 1:
             S = k.shape[2]
             if S == T:
                 is_causal = True
@@ -103,7 +103,7 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: LlamaConfig):
         super().__init__()
         self.kind = cfg.mlp
         d, ff = cfg.d_model, cfg.ff_dim
@@ -123,7 +123,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer_idx: int):
+    def __init__(self, cfg: LlamaConfig, layer_idx: int):
         super().__init__()
         self.input_layernorm = make_norm(cfg, cfg.d_model)
         self.self_attn = Attention(cfg, layer_idx)
@@ -139,7 +139,7 @@ class Block(nn.Module):
 class Backbone(nn.Module):
     """Everything but the head: HF's `model.` prefix."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: LlamaConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.ngram_orders:
@@ -153,7 +153,7 @@ class Backbone(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Decoder-only (kind="causal") or encoder (kind="bidirectional") transformer.
+    """Decoder-only transformer (HF `LlamaForCausalLM` names).
 
     forward(input_ids, position_ids=None, mask=None, cache=None) -> logits
       - position_ids: (B, T) absolute positions; default 0..T-1 (or continuing the cache)
@@ -162,10 +162,10 @@ class Transformer(nn.Module):
         attribute (see `KVCache`); the engine may pass its own batched implementation.
     """
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: LlamaConfig):
         super().__init__()
         if cfg.vocab_size < 1:
-            raise ValueError("ModelConfig.vocab_size must be set before building the model")
+            raise ValueError("LlamaConfig.vocab_size must be set before building the model")
         self.cfg = cfg
         self.model = Backbone(cfg)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -244,7 +244,7 @@ class Transformer(nn.Module):
 class KVCache:
     """A contiguous per-layer key/value cache for one batch of equal-length sequences."""
 
-    def __init__(self, cfg: ModelConfig, batch_size: int, max_len: int, dtype=torch.float32, device=None):
+    def __init__(self, cfg: LlamaConfig, batch_size: int, max_len: int, dtype=torch.float32, device=None):
         shape = (batch_size, cfg.kv_heads, max_len, cfg.head_dim)
         self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layer)]

@@ -1,4 +1,4 @@
-"""The engine's forward passes with as few operator calls as possible, over the model's own weights.
+"""The `llama` family's decode kernel: the engine's forward passes with as few operator calls as possible.
 
 A decode step on a small model costs little arithmetic but many tiny operator
 calls, each with a fixed overhead (on a small CPU 3-60 us each, more than the
@@ -7,9 +7,9 @@ arithmetic; a `nn.Module` call adds ~20 us on top). This forward computes what
 for a chunk of one prompt (prefill), but:
   - calls functional ops on weights gathered once, never modules;
   - projects queries, keys and values with one matrix product, and the SwiGLU
-    gate and up projections with one; the model's own projection weights become
-    views into the fused matrices, so no memory is doubled and the model itself
-    (training, evaluation) sees the very same numbers;
+    gate and up projections with one; the projection weights of the model it is
+    given become views into the fused matrices, so no memory is doubled (the engine
+    hands it a private copy of the model, never the one being trained);
   - rotates queries and keys together, in place, with rotate-half written as a
     product with a fixed signed permutation (exact: each output is one input, +/-);
   - writes the new keys and values into the slot cache with one copy per layer;
@@ -29,8 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmforge.infer.cache import SlotCache
-from lmforge.models.ngram import chunk_windows
-from lmforge.models.transformer import Transformer
+from lmforge.models.llama.model import Transformer
+from lmforge.models.llama.ngram import chunk_windows
 
 
 def decode_layout(weight: torch.Tensor) -> torch.Tensor:
@@ -133,9 +133,12 @@ class _Layer:
 
 
 class FusedDecoder:
+    """Rewrites `model`'s projection weights into its own layout: give it a model no one trains."""
+
     def __init__(self, model: Transformer):
         self.model = model
         cfg = self.cfg = model.cfg
+        self.context = cfg.max_seq_len
         self.n_q, self.n_kv = cfg.n_head, cfg.kv_heads
         self.layers = []
         for block in model.model.layers:
@@ -180,17 +183,22 @@ class FusedDecoder:
             return torch.tensor([t[-1] for t in tails], device=self.embed.device)
         return torch.cat([self.inputs(t, len(t) - 1, len(t)) for t in tails])
 
+    def make_cache(self, rows: int) -> SlotCache:
+        param = next(self.model.parameters())
+        return SlotCache(self.cfg.n_layer, self.cfg.kv_heads, self.cfg.head_dim, rows, self.context,
+                         param.dtype, param.device)
+
     def rows(self, batch: int, device) -> torch.Tensor:
         if batch not in self._rows:
             self._rows[batch] = torch.arange(batch, device=device)
         return self._rows[batch]
 
-    def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
-                 cache: SlotCache, span: int) -> torch.Tensor:
-        """One decode step. ids (see `inputs`), positions (B,) for cache rows 0..B-1; returns
-        logits (B, vocab)."""
+    def decode(self, ids: torch.Tensor, cached: list[int], cache: SlotCache) -> torch.Tensor:
+        """One decode step. ids (see `inputs`) for cache rows 0..B-1, whose sequences hold
+        `cached` tokens each; returns logits (B, vocab)."""
         split = ids.shape[0] == 1 and ids.is_cpu and torch.get_num_threads() > 1
-        hidden = self._layers(ids, positions, self._decode_attention(positions, mask, cache, span), split)
+        positions, attend = self._decode_attention(cached, cache)
+        hidden = self._layers(ids, positions, attend, split)
         return self.logits(hidden, split)
 
     def logits(self, hidden: torch.Tensor, split: bool = False) -> torch.Tensor:
@@ -203,12 +211,12 @@ class FusedDecoder:
         positions, attend = self._prefill_attention(ids.shape[0], start, cache, ids.device)
         return self._layers(ids, positions, attend)
 
-    def decode_and_prefill(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
-                           span: int, prompt_ids: torch.Tensor, start: int, cache: SlotCache) -> torch.Tensor:
+    def decode_and_prefill(self, ids: torch.Tensor, cached: list[int], prompt_ids: torch.Tensor,
+                           start: int, cache: SlotCache) -> torch.Tensor:
         """A decode step and a prefill chunk in one pass: each weight matrix is read from memory
         once for both. Returns the hidden states of the B decoding rows, then of the T prompt tokens."""
         B, T = ids.shape[0], prompt_ids.shape[0]
-        decode = self._decode_attention(positions, mask, cache, span)
+        positions, decode = self._decode_attention(cached, cache)
         prompt_positions, prefill = self._prefill_attention(T, start, cache, ids.device)
 
         def attend(i: int, heads: torch.Tensor) -> torch.Tensor:
@@ -216,10 +224,15 @@ class FusedDecoder:
 
         return self._layers(torch.cat([ids, prompt_ids]), torch.cat([positions, prompt_positions]), attend)
 
-    def _decode_attention(self, positions: torch.Tensor, mask: torch.Tensor | None, cache: SlotCache,
-                          span: int) -> Callable[[int, torch.Tensor], torch.Tensor]:
-        B, nq, gqa = positions.shape[0], self.n_q, self.n_kv != self.n_q
-        rows = self.rows(B, positions.device)
+    def _decode_attention(self, cached: list[int], cache: SlotCache
+                          ) -> tuple[torch.Tensor, Callable[[int, torch.Tensor], torch.Tensor]]:
+        B, nq, gqa = len(cached), self.n_q, self.n_kv != self.n_q
+        device = self.embed.device
+        positions = torch.tensor(cached, device=device)
+        span = max(cached) + 1
+        # one row needs no mask: it attends over exactly its own keys
+        mask = None if B == 1 else (torch.arange(span, device=device) <= positions.unsqueeze(1))[:, None, None, :]
+        rows = self.rows(B, device)
 
         def attend(i: int, heads: torch.Tensor) -> torch.Tensor:
             cache.kv[i][rows, :, positions] = heads[:, nq:]
@@ -227,7 +240,7 @@ class FusedDecoder:
                 heads[:, :nq].unsqueeze(2), cache.k[i][:B, :, :span], cache.v[i][:B, :, :span],
                 attn_mask=mask, enable_gqa=gqa)
 
-        return attend
+        return positions, attend
 
     def _prefill_attention(self, T: int, start: int, cache: SlotCache, device
                            ) -> tuple[torch.Tensor, Callable[[int, torch.Tensor], torch.Tensor]]:

@@ -1,0 +1,31 @@
+"""`bert`: the bidirectional encoder, trained by masked-language modelling."""
+
+from __future__ import annotations
+
+from lmforge.models.bert.config import BertConfig
+from lmforge.models.bert.model import BertEncoder
+from lmforge.models.registry import Family, roles_by_name
+
+
+def _role(name: str, p) -> str:
+    if name.startswith("bert.embeddings.") and name.endswith("_embeddings.weight"):
+        return "embedding"
+    if name == "cls.predictions.decoder.weight":
+        return "head"
+    return "matrix" if p.dim() == 2 else "vector"
+
+
+def _describe(cfg: BertConfig) -> str:
+    return (f"bidirectional encoder (arch `bert`, BERT's architecture): {cfg.n_layer} layers, d_model "
+            f"{cfg.d_model}, {cfg.n_head} heads, learned positions up to {cfg.max_seq_len}, "
+            f"masked-LM head tied to the embedding")
+
+
+FAMILY = Family(
+    arch="bert", config=BertConfig, build=BertEncoder, objectives=("masked_lm",),
+    generative=False, recurrent=False,
+    param_roles=lambda model: roles_by_name(model, _role),
+    fsdp_units=lambda model: list(model.bert.encoder.layer),
+    decoder=None, describe=_describe)
+
+__all__ = ["FAMILY", "BertConfig", "BertEncoder"]

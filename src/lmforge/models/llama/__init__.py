@@ -1,0 +1,40 @@
+"""`llama`: the decoder-only transformer (HF Llama names and RoPE layout), with its fast decode kernel."""
+
+from __future__ import annotations
+
+from lmforge.models.llama.config import LlamaConfig
+from lmforge.models.llama.model import KVCache, Transformer
+from lmforge.models.registry import Family, roles_by_name
+
+
+def _role(name: str, p) -> str:
+    if name == "lm_head.weight":
+        return "head"
+    if name.startswith("model.embed_ngrams."):
+        return "table"
+    if name.startswith("model.embed_"):
+        return "embedding"
+    if p.dim() == 2 and name.startswith("model.layers."):
+        return "matrix"
+    return "vector"
+
+
+def _decoder(model: Transformer):
+    from lmforge.models.llama.decode import FusedDecoder
+    return FusedDecoder(model)
+
+
+def _describe(cfg: LlamaConfig) -> str:
+    return (f"decoder-only transformer (arch `llama`): {cfg.n_layer} layers, d_model {cfg.d_model}, "
+            f"{cfg.n_head} heads ({cfg.kv_heads} key/value), {cfg.mlp} MLP, {cfg.norm}, "
+            f"{cfg.positions} positions, context {cfg.max_seq_len}")
+
+
+FAMILY = Family(
+    arch="llama", config=LlamaConfig, build=Transformer, objectives=("causal_lm",),
+    generative=True, recurrent=False,
+    param_roles=lambda model: roles_by_name(model, _role),
+    fsdp_units=lambda model: list(model.model.layers),
+    decoder=_decoder, describe=_describe)
+
+__all__ = ["FAMILY", "LlamaConfig", "Transformer", "KVCache"]

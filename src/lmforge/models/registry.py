@@ -1,0 +1,90 @@
+"""Model families: each one a small spec, looked up by the recipe's `model.arch`.
+
+A `Family` says everything the rest of lmforge needs to know about an architecture,
+so no module outside models/ asks for a family by name:
+
+  config        its `[model]` dataclass (a `ModelConfig` with the family's fields and presets)
+  build         config -> nn.Module (weights initialised)
+  objectives    the training objectives it can learn; the first is its default
+  generative    whether it generates text (engine, chat, serve)
+  recurrent     whether it carries a hidden state from one window to the next in training
+  param_roles   model -> {parameter name: role}; the optimizers split by role, not by name
+  fsdp_units    model -> the submodules FSDP shards one by one (the root is sharded last)
+  decoder       model -> the engine's decode kernel (fast where the family has one)
+  describe      config -> one line for the model card
+
+Parameter roles: "matrix" (hidden 2-D weights: Muon's, and AdamW's weight decay),
+"embedding", "head", "vector" (norm weights and biases) and "table" (hashed n-gram
+tables, with their own weight decay).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+from lmforge.models.config import ModelConfig
+
+ROLES = ("matrix", "embedding", "head", "vector", "table")
+
+
+@dataclass(frozen=True)
+class Family:
+    arch: str
+    config: type[ModelConfig]
+    build: Callable[[ModelConfig], nn.Module]
+    objectives: tuple[str, ...]
+    generative: bool
+    recurrent: bool
+    param_roles: Callable[[nn.Module], dict[str, str]]
+    fsdp_units: Callable[[nn.Module], list[nn.Module]]
+    decoder: Callable[[nn.Module], object] | None
+    describe: Callable[[ModelConfig], str]
+
+    @property
+    def default_objective(self) -> str:
+        return self.objectives[0]
+
+
+def families() -> dict[str, Family]:
+    from lmforge.models import bert, llama, rnn
+    return {f.arch: f for f in (llama.FAMILY, bert.FAMILY, *rnn.FAMILIES)}
+
+
+def get_family(arch: str) -> Family:
+    table = families()
+    if arch not in table:
+        raise ValueError(f"arch: got {arch!r}, allowed: {', '.join(sorted(table))}")
+    return table[arch]
+
+
+def family_of(model_or_config) -> Family:
+    cfg = getattr(model_or_config, "cfg", model_or_config)
+    return get_family(cfg.arch)
+
+
+def family_of_preset(preset: str) -> str | None:
+    for arch, fam in families().items():
+        if preset in fam.config.PRESETS:
+            return arch
+    return None
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    return get_family(cfg.arch).build(cfg)
+
+
+def roles_by_name(model: nn.Module, rules: Callable[[str, nn.Parameter], str]) -> dict[str, str]:
+    """{name: role} for every parameter, a tied weight listed once under its first name."""
+    seen: set[int] = set()
+    roles = {}
+    for name, p in model.named_parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        role = rules(name, p)
+        assert role in ROLES, role
+        roles[name] = role
+    return roles

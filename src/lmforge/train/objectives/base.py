@@ -1,0 +1,39 @@
+"""What an objective is to the training loop.
+
+An objective makes its batches (dicts of tensors) from the token shards and computes
+`loss(model, batch) -> (loss, metrics)`; it may carry state between batches (a
+recurrent model's hidden state), which the checkpoint keeps. The loop calls only
+these methods, so a new objective (SFT, classification, DPO) is one new file.
+
+Labels of -100 are ignored by every loss (the convention HF and PyTorch share).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lmforge.train.batches import TokenBatches, fixed_windows
+
+
+class Objective:
+    name = ""
+
+    def train_batches(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int,
+                      grad_accum: int = 1, rank: int = 0, world: int = 1):
+        """An object with get(step, micro) -> batch dict, `global_batch` and `seq_len`."""
+        return TokenBatches(tokens, seq_len, batch_size, seed, grad_accum, rank, world)
+
+    def val_batches(self, tokens: np.ndarray, seq_len: int, n_windows: int, batch_size: int,
+                    seed: int) -> list[dict]:
+        """The fixed validation sample, the same at every validation."""
+        return fixed_windows(tokens, seq_len, n_windows, batch_size, seed=seed)
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
