@@ -51,12 +51,16 @@ def test_model_table_errors_name_the_key(override, expected):
 def test_an_objective_the_family_cannot_train_is_one_line_and_writes_nothing(tmp_path):
     out = lmforge("run", str(REPO / "recipes" / "quickstart.toml"), "--out", str(tmp_path / "r"),
                   "--set", "model.arch=bert", "--set", "train.objective=causal_lm")
+    # the quickstart's llama preset is the first thing wrong with that
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "preset of arch 'llama'" in out.stderr
+    out = lmforge("run", str(REPO / "recipes" / "quickstart.toml"), "--out", str(tmp_path / "r"),
+                  "--set", "model.preset=bert-mini", "--set", "train.objective=causal_lm")
     assert out.returncode == 2
     assert out.stderr.strip() == ("lmforge: error: train.objective = 'causal_lm' cannot train "
                                   "model.arch = 'bert' (it trains: masked_lm)")
     assert not (tmp_path / "r").exists()
-    out = lmforge("run", str(REPO / "recipes" / "quickstart.toml"), "--out", str(tmp_path / "r"),
-                  "--set", "model.arch=lstm", "--set", "train.objective=masked_lm")
+    out = lmforge("run", str(REPO / "recipes" / "lstm.toml"), "--out", str(tmp_path / "r"),
+                  "--set", "train.objective=masked_lm")
     assert out.returncode == 2 and "model.arch = 'lstm'" in out.stderr and "Traceback" not in out.stderr
 
 
