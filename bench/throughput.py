@@ -31,7 +31,7 @@ def measure(name: str, data, steps: int, batch: int, warmup: int) -> dict:
     trainer = build_trainer(recipe, train, val, vocab, log=records.append, batch_size=batch, seq_len=256,
                             max_steps=warmup + steps, time_budget_s=0, eval_every=0, checkpoint_every=0,
                             keep_best=False, log_every=warmup, warmup_steps=0)
-    trainer.validate = lambda: float("nan")    # throughput only: skip the final validation
+    trainer.validate = lambda: (float("nan"), {})    # throughput only: skip the final validation
     trainer.fit()
     after = [r for r in records if r["kind"] == "train" and r["step"] > warmup]   # windows after warm-up
     tps = sum(r["tokens_per_s"] for r in after) / len(after)

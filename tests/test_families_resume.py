@@ -3,17 +3,12 @@
 The recurrent model's carried hidden state and the masked-LM's masks are part of what must come
 back exactly: a resumed run gives the very same loss at every step."""
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from conftest import lmforge, tiny_corpus_dir, tiny_recipe
-from test_train_resume import OVERRIDES, STEPS, torchrun, train_losses
+from test_train_resume import OVERRIDES, kill_after_step_20, torchrun, train_losses
 
 # no dropout: ranks draw their own dropout masks, which a single process draws in sequence
 FAMILIES = {
@@ -45,18 +40,7 @@ def uninterrupted(prepared, tmp_path_factory):
 def test_sigkill_then_resume_gives_the_same_loss_sequence(prepared, uninterrupted, tmp_path):
     family, base = prepared
     run = tmp_path / "killed"
-    shutil.copytree(base, run)
-    env = {**os.environ, "LMFORGE_NO_PROGRESS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "lmforge.cli", "train", str(run)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (run / "checkpoints" / "step-000020" / "COMPLETE").exists():
-        assert proc.poll() is None, "training ended before it could be killed"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (run / "checkpoints" / f"step-{STEPS:06d}").exists(), "the kill came too late"
+    kill_after_step_20(base, run)
     out = lmforge("train", str(run), "--resume")
     assert out.returncode == 0, out.stderr
     assert "resuming at step 20" in out.stdout

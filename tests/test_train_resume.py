@@ -48,9 +48,8 @@ def uninterrupted(prepared, tmp_path_factory):
     return train_losses(run)
 
 
-def test_sigkill_then_resume_gives_the_same_loss_sequence(prepared, uninterrupted, tmp_path):
-    _, base = prepared
-    run = tmp_path / "killed"
+def kill_after_step_20(base, run) -> None:
+    """Copy the prepared run `base` to `run`, train it and SIGKILL it once step 20 is checkpointed."""
     shutil.copytree(base, run)
     env = {**os.environ, "LMFORGE_NO_PROGRESS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "lmforge.cli", "train", str(run)], env=env,
@@ -64,6 +63,11 @@ def test_sigkill_then_resume_gives_the_same_loss_sequence(prepared, uninterrupte
     proc.wait()
     assert not (run / "checkpoints" / f"step-{STEPS:06d}").exists(), "the kill came too late"
 
+
+def test_sigkill_then_resume_gives_the_same_loss_sequence(prepared, uninterrupted, tmp_path):
+    _, base = prepared
+    run = tmp_path / "killed"
+    kill_after_step_20(base, run)
     refused = lmforge("train", str(run))
     assert refused.returncode == 2 and "--resume" in refused.stderr
 

@@ -14,16 +14,12 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from lmforge.errors import UserError
-
-DEFAULT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
+from lmforge.tokenizer.specials import CHAT_TEMPLATE
 ROLES = ("system", "user", "assistant")
 
 
 class ChatTemplate:
-    def __init__(self, source: str = DEFAULT_TEMPLATE, bos_token: str = "<|bos|>", eos_token: str = "<|eos|>"):
+    def __init__(self, source: str = CHAT_TEMPLATE, bos_token: str = "<|bos|>", eos_token: str = "<|eos|>"):
         env = ImmutableSandboxedEnvironment(trim_blocks=False, lstrip_blocks=False)
         self.template = env.from_string(source)
         self.bos_token, self.eos_token = bos_token, eos_token
@@ -34,7 +30,7 @@ class ChatTemplate:
         if not config_path.is_file():
             return cls()
         config = json.loads(config_path.read_text())
-        return cls(config.get("chat_template") or DEFAULT_TEMPLATE,
+        return cls(config.get("chat_template") or CHAT_TEMPLATE,
                    _token_str(config.get("bos_token"), "<|bos|>"), _token_str(config.get("eos_token"), "<|eos|>"))
 
     def render(self, messages: list[dict], add_generation_prompt: bool = True) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from lmforge.infer.template import DEFAULT_TEMPLATE
+from lmforge.tokenizer.specials import CHAT_TEMPLATE
 from lmforge.models.config import ModelConfig
 from lmforge.models.llama.config import LlamaConfig
 from lmforge.models.registry import build_model
@@ -49,7 +49,7 @@ def make_tiny_run(run: str | Path, cfg: ModelConfig | None = None, vocab_size: i
     tok = train_tokenizer(sample_corpus(), vocab_size)
     (run / "tokenizer").mkdir(parents=True, exist_ok=True)
     tok.save(str(run / "tokenizer" / "tokenizer.json"))
-    config = {"chat_template": DEFAULT_TEMPLATE, "bos_token": "<|bos|>", "eos_token": "<|eos|>",
+    config = {"chat_template": CHAT_TEMPLATE, "bos_token": "<|bos|>", "eos_token": "<|eos|>",
               "pad_token": "<|pad|>"}
     (run / "tokenizer" / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     cfg = replace(cfg or LlamaConfig(preset="llama-mini", n_layer=2, d_model=64, n_head=4, max_seq_len=128),
