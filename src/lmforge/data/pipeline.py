@@ -25,7 +25,8 @@ from lmforge.data.document import Document, doc_id
 from lmforge.data.extract import Skip
 from lmforge.data.sources import Source
 from lmforge.data.stats import OutputStats, StepStats, utf8_len
-from lmforge.data.steps import GlobalStep, Record, Step, build_steps
+from lmforge.data.registry import build_steps
+from lmforge.data.steps import GlobalStep, Record, Step
 from lmforge.errors import UserError
 from lmforge.parallel import ordered_map
 from lmforge.progress import bar

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lmforge.data.config import DataConfig
 from lmforge.data.document import Document
 
 
@@ -72,20 +71,3 @@ class FinalCheck(Step):
             rec.reason = f"shorter than {self.min_chars} characters"
             return None
         return doc
-
-
-def build_steps(cfg: DataConfig, seed: int) -> list[Step]:
-    """The recipe's steps, in order, followed by the final check."""
-    # Imported here so a recipe that does not list a step never loads its dependencies.
-    from lmforge.data import decontaminate, dedup, langid, nlp, normalize, pii, quality
-    makers = {
-        "normalize": lambda: normalize.Normalize(cfg.normalize),
-        "langid": lambda: langid.LangId(cfg.langid),
-        "quality": lambda: quality.Quality(cfg.quality),
-        "exact_dedup": lambda: dedup.ExactDedup(cfg.exact_dedup),
-        "minhash": lambda: dedup.MinHashDedup(cfg.minhash, seed),
-        "pii": lambda: pii.Pii(cfg.pii),
-        "decontaminate": lambda: decontaminate.Decontaminate(cfg.decontaminate),
-        "nlp": lambda: nlp.Nlp(cfg.nlp),
-    }
-    return [makers[name]() for name in cfg.steps] + [FinalCheck(cfg.min_chars)]
