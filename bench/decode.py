@@ -14,12 +14,11 @@ import json
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+import transformers
 
 from lmforge.infer.engine import Engine, parse_dtype
 from lmforge.infer.tiny import sample_corpus, train_tokenizer
-from lmforge.models.llama import LlamaConfig
-from lmforge.models.llama import Transformer
+from lmforge.models.llama import LlamaConfig, Transformer
 
 MODELS = {
     "llama-mini": LlamaConfig(preset="llama-mini", vocab_size=4096).resolved(),
@@ -28,9 +27,9 @@ MODELS = {
 }
 
 
-def hf_twin(model: Transformer) -> LlamaForCausalLM:
+def hf_twin(model: Transformer) -> "transformers.LlamaForCausalLM":
     c = model.cfg
-    hf = LlamaForCausalLM(LlamaConfig(
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(
         vocab_size=c.vocab_size, hidden_size=c.d_model, intermediate_size=c.ff_dim,
         num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, num_key_value_heads=c.kv_heads,
         max_position_embeddings=c.max_seq_len, rms_norm_eps=c.norm_eps, rope_theta=c.rope_theta,

@@ -2,6 +2,7 @@
 engine that leaves the model it was given alone (and follows it as it trains)."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -102,6 +103,10 @@ def test_engine_leaves_the_model_alone_and_follows_its_training(tmp_path):
         assert after.token_ids == expected.token_ids
         assert [lp.logprob for lp in after.logprobs] == pytest.approx([lp.logprob for lp in expected.logprobs],
                                                                       abs=1e-5)
+        with torch.no_grad():   # an in-place edit outside any optimizer is followed too
+            model.lm_head.weight.zero_()
+        flat = engine.generate("The list", max_tokens=1, logprobs=True, **GREEDY)
+        assert flat.logprobs[0].logprob == pytest.approx(-math.log(tok.get_vocab_size()), abs=1e-4)
     finally:
         engine.close()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 from tokenizers import Tokenizer
 
 from lmforge.errors import UserError
@@ -31,6 +32,13 @@ from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
 STOP_TOKENS = ("<|eos|>", "<|end|>")   # generation ends at either (plain text / chat turn)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+# Fused optimizers update parameters in place without bumping their version counters, so an
+# engine following a model in training also counts optimizer steps (any optimizer, any model).
+_optimizer_steps = [0]
+register_optimizer_step_post_hook(
+    lambda optimizer, args, kwargs: _optimizer_steps.__setitem__(0, _optimizer_steps[0] + 1))
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -54,7 +62,8 @@ class Engine:
         The engine never changes `model`: it decodes with a private copy (in `dtype`, on
         `device`, re-laid out by the family's kernel) and copies the weights over again
         whenever it starts work after being idle, so an engine made from a model in training
-        follows it. copy_model=False hands `model` over instead (no second copy in memory;
+        follows it (it copies only after an optimizer step or an in-place write to a parameter).
+        copy_model=False hands `model` over instead (no second copy in memory;
         `from_run` does this): the engine may then rewrite its weights' layout.
         """
         family = family_of(model)
@@ -74,19 +83,26 @@ class Engine:
         self.context = self.decoder.context
         self.vocab_size = model.cfg.vocab_size
         self.stop_ids = {i for i in map(tokenizer.token_to_id, STOP_TOKENS) if i is not None}
+        self._copied = self._source_stamp()
         self.scheduler = Scheduler(self.decoder, max_batch=max_batch, prefill_chunk=prefill_chunk,
                                    before_work=self._follow_source)
 
+    def _source_stamp(self) -> tuple | None:
+        """Changes whenever the source's weights may have: an optimizer step anywhere, or an
+        in-place write to one of its parameters (load_state_dict, a manual edit)."""
+        if self.source is None:
+            return None
+        return _optimizer_steps[0], tuple(p._version for p in self.source.parameters())
+
     @torch.no_grad()
     def _follow_source(self) -> None:
-        """Copy the source model's current weights into the engine's copy (scheduler thread, idle).
-
-        Copying is cheaper than finding out whether they changed: fused optimizers update
-        parameters without bumping their version counters."""
-        if self.source is None:
+        """Bring the engine's copy up to the source model's weights (scheduler thread, when idle)."""
+        stamp = self._source_stamp()
+        if stamp == self._copied:
             return
         for mine, theirs in zip(self.model.parameters(), self.source.parameters()):
             mine.copy_(theirs)
+        self._copied = stamp
 
     @classmethod
     def from_run(cls, path: str | Path, *, device: str | torch.device = "cpu",
