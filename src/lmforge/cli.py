@@ -129,6 +129,19 @@ def cmd_fill_mask(args) -> None:
         print(f"mask {i + 1}: " + "  ".join(f"{tok!r} {p:.3f}" for tok, p in candidates))
 
 
+def cmd_export(args) -> None:
+    from lmforge.export.hf import export_hf
+    out = Path(args.out or f"{args.run.rstrip('/')}-{args.format}")
+    export_hf(args.run, out, force=args.force)
+    print(f"wrote {out}/ (load it with transformers' AutoModelFor*.from_pretrained and AutoTokenizer)")
+
+
+def cmd_import(args) -> None:
+    from lmforge.export.hf import import_hf
+    out = import_hf(args.folder, args.out, force=args.force)
+    print(f"wrote {out}/ from {args.folder}; try `lmforge info {out}`")
+
+
 def _engine(args):
     from lmforge.infer.engine import Engine
     from lmforge.rundir import RunDir
@@ -347,6 +360,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="write a run's model in another tool's format")
+    p.add_argument("run")
+    p.add_argument("--format", choices=["hf"], default="hf", help="hf: a Hugging Face transformers folder")
+    p.add_argument("--out", default=None, help="output folder (default RUN-FORMAT)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="a run directory from a Hugging Face model folder (safetensors)")
+    p.add_argument("folder")
+    p.add_argument("--out", required=True, help="the run directory to create")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("info", help="what is in a run directory")
     p.add_argument("run")

@@ -82,7 +82,9 @@ class Engine:
         self.template = chat_template or ChatTemplate()
         self.context = self.decoder.context
         self.vocab_size = model.cfg.vocab_size
-        self.stop_ids = {i for i in map(tokenizer.token_to_id, STOP_TOKENS) if i is not None}
+        # lmforge's own stop tokens, and the eos token an imported tokenizer names
+        stops = (*STOP_TOKENS, self.template.eos_token)
+        self.stop_ids = {i for i in map(tokenizer.token_to_id, stops) if i is not None}
         self._copied = self._source_stamp()
         self.scheduler = Scheduler(self.decoder, max_batch=max_batch, prefill_chunk=prefill_chunk,
                                    before_work=self._follow_source)

@@ -12,6 +12,9 @@ so no module outside models/ asks for a family by name:
   fsdp_units    model -> the submodules FSDP shards one by one (the root is sharded last)
   decoder       model -> the engine's decode kernel (fast where the family has one)
   describe      config -> one line for the model card
+  to_hf         (config, weights) -> (HF config.json, HF state dict) of the standard architecture
+                that computes the same function; None: the family has none
+  from_hf       {HF model_type: (config.json, HF state dict) -> (config, weights)} it can import
 
 Parameter roles: "matrix" (hidden 2-D weights: Muon's, and AdamW's weight decay),
 "embedding", "head", "vector" (norm weights and biases) and "table" (hashed n-gram
@@ -20,7 +23,7 @@ tables, with their own weight decay).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch.nn as nn
@@ -42,6 +45,8 @@ class Family:
     fsdp_units: Callable[[nn.Module], list[nn.Module]]
     decoder: Callable[[nn.Module], object] | None
     describe: Callable[[ModelConfig], str]
+    to_hf: Callable[[ModelConfig, dict], tuple[dict, dict]] | None = None
+    from_hf: dict[str, Callable[[dict, dict], tuple[ModelConfig, dict]]] = field(default_factory=dict)
 
     @property
     def default_objective(self) -> str:
@@ -70,6 +75,18 @@ def family_of_preset(preset: str) -> str | None:
         if preset in fam.config.PRESETS:
             return arch
     return None
+
+
+def hf_importer(model_type: str) -> Callable[[dict, dict], tuple[ModelConfig, dict]]:
+    """The converter for a Hugging Face `model_type`, from whichever family imports it."""
+    table = {kind: fn for fam in families().values() for kind, fn in fam.from_hf.items()}
+    if model_type not in table:
+        raise KeyError(model_type)
+    return table[model_type]
+
+
+def hf_importable() -> list[str]:
+    return sorted({kind for fam in families().values() for kind in fam.from_hf})
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:

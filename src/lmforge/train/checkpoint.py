@@ -15,44 +15,27 @@ models/io.py, the one module that saves and loads them.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from lmforge.atomic import atomic_dir
 from lmforge.models.config import ModelConfig
 from lmforge.models.io import STEP_PREFIX, list_steps, save_weights
 
 def save_checkpoint(ckpt_root: Path, step: int, weights: dict[str, torch.Tensor], cfg: ModelConfig,
                     trainer_state: dict | None, state: dict, name: str | None = None) -> Path:
     """Save atomically as ckpt_root/step-N (or ckpt_root/name); returns the final path."""
-    ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / (name or f"{STEP_PREFIX}{step:06d}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=ckpt_root))
-    try:
+    with atomic_dir(final) as tmp:
         save_weights(weights, cfg, tmp)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / "trainer_state.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=2))
         (tmp / "COMPLETE").write_text("ok\n")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lmforge.models.bert import hf
 from lmforge.models.bert.config import BertConfig
 from lmforge.models.bert.model import BertEncoder
 from lmforge.models.registry import Family, roles_by_name
@@ -26,6 +27,6 @@ FAMILY = Family(
     generative=False, recurrent=False,
     param_roles=lambda model: roles_by_name(model, _role),
     fsdp_units=lambda model: list(model.bert.encoder.layer),
-    decoder=None, describe=_describe)
+    decoder=None, describe=_describe, to_hf=hf.to_hf, from_hf={"bert": hf.from_hf})
 
 __all__ = ["FAMILY", "BertConfig", "BertEncoder"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lmforge.models.llama import hf
 from lmforge.models.llama.config import LlamaConfig
 from lmforge.models.llama.model import KVCache, Transformer
 from lmforge.models.registry import Family, roles_by_name
@@ -35,6 +36,7 @@ FAMILY = Family(
     generative=True, recurrent=False,
     param_roles=lambda model: roles_by_name(model, _role),
     fsdp_units=lambda model: list(model.model.layers),
-    decoder=_decoder, describe=_describe)
+    decoder=_decoder, describe=_describe,
+    to_hf=hf.to_hf, from_hf={kind: hf.from_hf for kind in ("llama", "mistral", "qwen3", "gpt2")})
 
 __all__ = ["FAMILY", "LlamaConfig", "Transformer", "KVCache"]

@@ -23,7 +23,7 @@ class LlamaConfig(ModelConfig):
     norm_eps: float = 1e-5
     positions: Literal["rope", "learned"] = "rope"
     rope_theta: float = 10000.0
-    mlp: Literal["swiglu", "relu2", "gelu"] = "swiglu"
+    mlp: Literal["swiglu", "relu2", "gelu", "gelu_tanh"] = "swiglu"   # gelu_tanh = GPT-2's tanh approximation
     qk_norm: bool = False
     bias: bool = False
     logit_softcap: float = 0.0       # 0 = off; else logits = cap * tanh(logits / cap)

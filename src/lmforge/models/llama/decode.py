@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lmforge.infer.cache import SlotCache
-from lmforge.models.llama.model import Transformer
+from lmforge.models.llama.model import GELU_APPROXIMATION, Transformer
 from lmforge.models.llama.ngram import chunk_windows
 
 
@@ -291,6 +291,6 @@ class FusedDecoder:
             elif cfg.mlp == "relu2":
                 h = F.relu(h).square_()
             else:
-                h = F.gelu(h)
+                h = F.gelu(h, approximate=GELU_APPROXIMATION[cfg.mlp])
             x = layer.down.add_to(x, h, split)
         return self.final_norm(x)

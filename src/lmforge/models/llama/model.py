@@ -102,6 +102,9 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
+GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}   # gelu_tanh: GPT-2's "gelu_new"
+
+
 class MLP(nn.Module):
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
@@ -118,7 +121,7 @@ class MLP(nn.Module):
         elif self.kind == "relu2":
             h = F.relu(self.up_proj(x)).square()
         else:
-            h = F.gelu(self.up_proj(x))
+            h = F.gelu(self.up_proj(x), approximate=GELU_APPROXIMATION[self.kind])
         return self.down_proj(h)
 
 
