@@ -130,8 +130,15 @@ def cmd_fill_mask(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from lmforge.export.hf import export_hf
     out = Path(args.out or f"{args.run.rstrip('/')}-{args.format}")
+    if args.quantize and args.format != "onnx":
+        raise UserError("--quantize is for --format onnx")
+    if args.format == "onnx":
+        from lmforge.export.onnx import export_onnx
+        export_onnx(args.run, out, force=args.force, quantize=args.quantize)
+        print(f"wrote {out}/ (model.onnx with past key/values in and out; see onnx_config.json)")
+        return
+    from lmforge.export.hf import export_hf
     export_hf(args.run, out, force=args.force)
     print(f"wrote {out}/ (load it with transformers' AutoModelFor*.from_pretrained and AutoTokenizer)")
 
@@ -363,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a run's model in another tool's format")
     p.add_argument("run")
-    p.add_argument("--format", choices=["hf"], default="hf", help="hf: a Hugging Face transformers folder")
+    p.add_argument("--format", choices=["hf", "onnx"], default="hf",
+                   help="hf: a Hugging Face transformers folder; onnx: an ONNX Runtime decoder with its KV cache")
+    p.add_argument("--quantize", choices=["int8"], default=None, help="onnx: also write int8 dynamic-quantized weights")
     p.add_argument("--out", default=None, help="output folder (default RUN-FORMAT)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_export)

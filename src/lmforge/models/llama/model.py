@@ -43,7 +43,8 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", emb.sin(), persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if int(positions.max()) >= self.cos.shape[0]:
+        # (a graph being exported or compiled has no values to check: it indexes the built table)
+        if not torch.compiler.is_compiling() and int(positions.max()) >= self.cos.shape[0]:
             self._build(int(positions.max()) + 1)
         return self.cos[positions], self.sin[positions]
 
@@ -213,7 +214,8 @@ class Transformer(nn.Module):
         if position_ids is None:
             start = cache.length if cache is not None else 0
             position_ids = torch.arange(start, start + T, device=input_ids.device).unsqueeze(0)
-        if self.cfg.positions == "learned" and int(position_ids.max()) >= self.cfg.max_seq_len:
+        if (self.cfg.positions == "learned" and not torch.compiler.is_compiling()
+                and int(position_ids.max()) >= self.cfg.max_seq_len):
             raise ValueError(f"sequence of {int(position_ids.max()) + 1} tokens exceeds the "
                              f"model's context of {self.cfg.max_seq_len}")
         x = self.model.embed_tokens(input_ids)
