@@ -133,6 +133,13 @@ def cmd_export(args) -> None:
     out = Path(args.out or f"{args.run.rstrip('/')}-{args.format}")
     if args.quantize and args.format != "onnx":
         raise UserError("--quantize is for --format onnx")
+    if args.dtype and args.format != "gguf":
+        raise UserError("--dtype is for --format gguf")
+    if args.format == "gguf":
+        from lmforge.export.gguf import export_gguf
+        export_gguf(args.run, out, force=args.force, dtype=args.dtype or "f16")
+        print(f"wrote {out}/ (model.gguf for llama.cpp; `ollama create NAME -f {out}/Modelfile`)")
+        return
     if args.format == "onnx":
         from lmforge.export.onnx import export_onnx
         export_onnx(args.run, out, force=args.force, quantize=args.quantize)
@@ -370,8 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write a run's model in another tool's format")
     p.add_argument("run")
-    p.add_argument("--format", choices=["hf", "onnx"], default="hf",
-                   help="hf: a Hugging Face transformers folder; onnx: an ONNX Runtime decoder with its KV cache")
+    p.add_argument("--format", choices=["hf", "onnx", "gguf"], default="hf",
+                   help="hf: a Hugging Face transformers folder; onnx: an ONNX Runtime decoder with its KV cache; "
+                        "gguf: llama.cpp / Ollama")
+    p.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default=None, help="gguf: weight type (default f16)")
     p.add_argument("--quantize", choices=["int8"], default=None, help="onnx: also write int8 dynamic-quantized weights")
     p.add_argument("--out", default=None, help="output folder (default RUN-FORMAT)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
