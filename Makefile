@@ -33,6 +33,7 @@ test: setup-test browser
 	LMFORGE_NO_PROGRESS=1 $(PY) -m pytest -q
 
 test-slow: setup-test browser
+	$(PIP) -e '.[test,llama]' torch==2.13.0     # llama.cpp for the GGUF test: compiled from source once
 	LMFORGE_NO_PROGRESS=1 $(PY) -m pytest -q -m slow
 
 bench: setup-test
@@ -41,6 +42,8 @@ bench: setup-test
 	$(PY) bench/data_pipeline.py
 	$(PY) bench/decode.py
 	$(PY) bench/serve_load.py
+	$(PY) bench/architectures.py
+	$(PY) bench/export.py
 
 clean-runs:
 	rm -rf runs/
