@@ -92,7 +92,7 @@ def test_lmforge_tokenizers_name_the_matching_llama_cpp_pre_tokenizer(tmp_path):
     from lmforge.tokenizer.train import train_tokenizer
     docs = tmp_path / "documents.jsonl"
     docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in sample_corpus()))
-    expected = {(True, "gpt4"): "qwen2", (False, "gpt4"): "llama-bpe", (False, "bytelevel"): "gpt2"}
+    expected = {(True, "gpt4"): "qwen2", (False, "gpt4"): "llama-bpe", (False, "bytelevel"): "gpt-2"}
     for (digits, pre), name in expected.items():
         tok = train_tokenizer(TokenizerConfig(kind="bpe", vocab_size=400, split_digits=digits, pretokenizer=pre),
                               docs, tmp_path / f"tok-{digits}-{pre}")
@@ -113,10 +113,23 @@ def test_layouts_llama_cpp_cannot_run_are_refused(tmp_path):
     assert out.returncode == 2 and "arch is 'bert'" in out.stderr
 
 
+def no_repacking(monkeypatch, llama_cpp) -> None:
+    """llama.cpp's weight repacking for AMX CPUs crashes on q8_0 matrices (llama.cpp #20824, open);
+    its generic CPU kernels compute the same model."""
+    default = llama_cpp.llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+    monkeypatch.setattr(llama_cpp.llama_cpp, "llama_model_default_params", params)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype, ppl_tolerance", [("f32", 0.01), ("q8_0", 0.03)])
-def test_llama_cpp_generates_and_scores_as_lmforge_does(tmp_path, dtype, ppl_tolerance):
+def test_llama_cpp_generates_and_scores_as_lmforge_does(tmp_path, monkeypatch, dtype, ppl_tolerance):
     llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (it builds llama.cpp)")
+    no_repacking(monkeypatch, llama_cpp)
     from lmforge.infer.engine import Engine
     from lmforge.models.io import load_model
     run = make_tiny_run(tmp_path / "run", LlamaConfig(preset="llama-mini", n_layer=2, d_model=128, n_head=4,

@@ -38,7 +38,7 @@ _PRE_TOKENIZERS = {
     # GPT-4's split with up to three digits is Llama 3's
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+":
         "llama-bpe",
-    _GPT2_SPLIT: "gpt2",
+    _GPT2_SPLIT: "gpt-2",
 }
 
 _OLLAMA_TEMPLATE = ('{{- range .Messages }}<|{{ .Role }}|>\n{{ .Content }}<|end|>\n{{ end }}'
