@@ -82,9 +82,20 @@ def onnx_runtime(folder: Path, prompt: list[int], new: int, threads: int) -> flo
     return timed(decode)
 
 
-def llama_cpp(gguf_file: Path, prompt: list[int], new: int, threads: int, context: int) -> float:
-    from llama_cpp import Llama
-    llm = Llama(model_path=str(gguf_file), n_ctx=context, n_threads=threads, verbose=False)
+def llama_cpp_decode(gguf_file: Path, prompt: list[int], new: int, threads: int, context: int, repack: bool) -> float:
+    """repack=False: without llama.cpp's weight repacking (its AMX q8_0 path crashes, llama.cpp #20824)."""
+    import llama_cpp as lc
+    default = lc.llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = repack
+        return p
+    lc.llama_cpp.llama_model_default_params = params
+    try:
+        llm = lc.Llama(model_path=str(gguf_file), n_ctx=context, n_threads=threads, verbose=False)
+    finally:
+        lc.llama_cpp.llama_model_default_params = default
 
     def decode():
         n = 0
@@ -121,8 +132,8 @@ def main() -> None:
                 for dtype in ("f32", "q8_0"):
                     folder = export_gguf(run, Path(tmp) / f"{name}-{dtype}", dtype=dtype)
                     context = args.prompt_len + args.new_tokens + 8
-                    results[f"llama_cpp_{dtype}"] = llama_cpp(folder / "model.gguf", prompt, args.new_tokens,
-                                                              args.threads, context)
+                    results[f"llama_cpp_{dtype}"] = llama_cpp_decode(folder / "model.gguf", prompt, args.new_tokens,
+                                                                     args.threads, context, repack=dtype == "f32")
             for engine, tps in results.items():
                 print(json.dumps({"model": name, "engine": engine, "tokens_per_s": round(tps, 1)}), flush=True)
             summary[name] = {engine: round(tps, 1) for engine, tps in results.items()}
