@@ -13,7 +13,7 @@ from lmforge.errors import UserError
 from lmforge.infer.engine import Engine
 from lmforge.infer.tiny import make_tiny_run
 from lmforge.models.bert import BertConfig
-from lmforge.models.io import check_arch, list_steps
+from lmforge.models.io import check_arch, list_steps, load_model
 from lmforge.models.llama import LlamaConfig, Transformer
 from lmforge.models.rnn import RNNConfig, RecurrentLM
 from lmforge.recipe import load_recipe
@@ -196,3 +196,28 @@ def test_causal_lm_carries_the_state_from_window_to_window():
     again = CausalLM(recurrent=True, bos_id=0)
     again.load_state_dict(saved)
     assert torch.equal(again.carried[0], objective.carried[0])
+
+
+def test_int8_weights_stay_close_and_follow_the_model(tmp_path):
+    from lmforge.models.llama.decode import _Int8Projection
+    run = make_tiny_run(tmp_path / "run", LlamaConfig(preset="llama-mini", n_layer=1, d_model=512, n_head=8,
+                                                      max_seq_len=64))
+    tok = load_tokenizer(run / "tokenizer")
+    model = load_model(run)
+    exact, int8 = Engine(model, tok), Engine(model, tok, int8=True)
+    try:
+        layer = int8.decoder.layers[0]
+        assert isinstance(layer.qkv, _Int8Projection) and isinstance(layer.up, _Int8Projection)
+        ids = exact.encode("A list is a mutable sequence of values.")
+        a, b = exact.prompt_logprobs(ids)[1:], int8.prompt_logprobs(ids)[1:]
+        assert max(abs(x - y) for x, y in zip(a, b)) < 0.05 and a != b
+        with torch.no_grad():
+            model.lm_head.weight.zero_()        # the int8 copy is rebuilt from the new weights
+        flat = int8.generate("A list", max_tokens=1, logprobs=True, **GREEDY)
+        assert flat.logprobs[0].logprob == pytest.approx(-math.log(tok.get_vocab_size()), abs=1e-3)
+    finally:
+        exact.close()
+        int8.close()
+    lstm = make_tiny_run(tmp_path / "lstm", RNNConfig(arch="lstm", n_layer=1, d_model=32))
+    out = lmforge("generate", str(lstm), "--prompt", "x", "--dtype", "int8")
+    assert out.returncode == 2 and "int8 weights are not available for arch 'lstm'" in out.stderr

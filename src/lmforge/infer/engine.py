@@ -53,7 +53,7 @@ class Engine:
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, *, device: str | torch.device = "cpu",
                  dtype: str | torch.dtype | None = None, max_batch: int = 16, prefill_chunk: int = 256,
                  chat_template: ChatTemplate | None = None, threads: int | None = None,
-                 copy_model: bool = True):
+                 copy_model: bool = True, int8: bool = False):
         """threads: torch's intra-op threads for this process (None leaves torch's default).
 
         On a small CPU machine 1 is usually fastest for serving: a small model's decode step
@@ -63,6 +63,7 @@ class Engine:
         `device`, re-laid out by the family's kernel) and copies the weights over again
         whenever it starts work after being idle, so an engine made from a model in training
         follows it (it copies only after an optimizer step or an in-place write to a parameter).
+        int8: decode with int8 weights where the family's kernel has them (llama, on CPU).
         copy_model=False hands `model` over instead (no second copy in memory;
         `from_run` does this): the engine may then rewrite its weights' layout.
         """
@@ -78,6 +79,14 @@ class Engine:
         private = private.to(device=device, dtype=dtype) if dtype else private.to(device)
         self.model = private.eval().requires_grad_(False)
         self.decoder = family.decoder(self.model)
+        self.int8 = int8
+        if int8:
+            if not hasattr(self.decoder, "quantize_int8"):
+                raise UserError(f"int8 weights are not available for arch '{model.cfg.arch}' (they are for llama)")
+            try:
+                self.decoder.quantize_int8()
+            except ValueError as e:
+                raise UserError(str(e)) from None
         self.tokenizer = tokenizer
         self.template = chat_template or ChatTemplate()
         self.context = self.decoder.context
@@ -104,18 +113,22 @@ class Engine:
             return
         for mine, theirs in zip(self.model.parameters(), self.source.parameters()):
             mine.copy_(theirs)
+        if self.int8:
+            self.decoder.quantize_int8()
         self._copied = stamp
 
     @classmethod
     def from_run(cls, path: str | Path, *, device: str | torch.device = "cpu",
                  dtype: str | torch.dtype | None = None, **kw) -> "Engine":
-        """Load from a run directory or a checkpoint directory inside one."""
+        """Load from a run directory or a checkpoint directory inside one; dtype "int8" decodes with
+        int8 weights (see `int8`)."""
         path = Path(path)
         ckpt = find_weights(path)
         tok_dir = find_tokenizer_dir(path, ckpt)
-        model = load_model(ckpt, device=device, dtype=parse_dtype(dtype))
+        int8 = dtype == "int8"        # float weights loaded, the decode kernel's matrices in int8
+        model = load_model(ckpt, device=device, dtype=None if int8 else parse_dtype(dtype))
         return cls(model, load_tokenizer(tok_dir), device=device, chat_template=ChatTemplate.from_dir(tok_dir),
-                   copy_model=False, **kw)
+                   copy_model=False, int8=int8, **kw)
 
     def close(self) -> None:
         self.scheduler.close()

@@ -21,6 +21,7 @@ for a chunk of one prompt (prefill), but:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -80,6 +81,34 @@ class _Projection:
             halves = x.view(1, 2, -1).transpose(0, 1)
             return torch.baddbmm(halves, h.expand(2, 1, -1), self.halves).view(1, -1)
         return torch.addmm(x, h, self.weight.t())
+
+
+# int8 weights pay where reading the weights dominates: from about this many weights per matrix
+# (measured, 2 threads, one row: 512x1536 24 us against 40 us in fp32, 512x4096 33 against 181,
+# but 128x384 19 against 7: fbgemm's fixed cost)
+INT8_MIN_WEIGHTS = 1 << 19
+
+
+class _Int8Projection:
+    """A projection with int8 weights (per-output-row scales) and activations quantized on the fly
+    (fbgemm's dynamic linear): 4x fewer weight bytes per product. Built from, and rebuilt from,
+    the float projection it stands for."""
+
+    def __init__(self, source: _Projection):
+        self.source = source
+        w = source.weight.detach().float().contiguous()
+        scales = (w.abs().amax(dim=1) / 127).clamp_min(1e-12).double()
+        with warnings.catch_warnings():   # torch marks its quantized tensors deprecated; fbgemm's kernel stays
+            warnings.simplefilter("ignore")
+            q = torch.quantize_per_channel(w, scales, torch.zeros_like(scales, dtype=torch.long), 0, torch.qint8)
+        bias = None if source.bias is None else source.bias.detach().float()
+        self.packed = torch.ops.quantized.linear_prepack(q, bias)
+
+    def __call__(self, h: torch.Tensor, split: bool = False) -> torch.Tensor:
+        return torch.ops.quantized.linear_dynamic(h, self.packed, True)
+
+    def add_to(self, x: torch.Tensor, h: torch.Tensor, split: bool = False) -> torch.Tensor:
+        return x + self(h)
 
 
 def _fuse(linears: list[nn.Linear]) -> _Projection:
@@ -182,6 +211,20 @@ class FusedDecoder:
         if self.ngrams is None:
             return torch.tensor([t[-1] for t in tails], device=self.embed.device)
         return torch.cat([self.inputs(t, len(t) - 1, len(t)) for t in tails])
+
+    def quantize_int8(self) -> None:
+        """Use int8 weights for the matrices large enough to gain from them (again after the float
+        weights changed: each int8 projection is rebuilt from its float one)."""
+        if self.ngrams is not None or self.embed.device.type != "cpu":
+            raise ValueError("int8 weights are for CPU decoding of models without n-gram embeddings")
+
+        def int8(p):
+            p = p.source if isinstance(p, _Int8Projection) else p
+            return _Int8Projection(p) if p.weight.numel() >= INT8_MIN_WEIGHTS else p
+
+        for layer in self.layers:
+            layer.qkv, layer.out, layer.up, layer.down = map(int8, (layer.qkv, layer.out, layer.up, layer.down))
+        self.head = int8(self.head)
 
     def make_cache(self, rows: int) -> SlotCache:
         param = next(self.model.parameters())
