@@ -1,0 +1,85 @@
+"""Fine-tuning examples: every format read, rendered exactly as the chat template renders them, and
+a loss mask that covers exactly the assistant's tokens (and its end-of-turn token)."""
+
+import json
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from conftest import SHARED_DATA
+from lmforge.data.conversations import read_conversations, render, split
+from lmforge.errors import UserError
+from lmforge.infer.template import ChatTemplate
+from lmforge.infer.tiny import sample_corpus
+from lmforge.tokenizer.config import TokenizerConfig
+from lmforge.tokenizer.train import train_tokenizer
+
+CHAT = {"messages": [{"role": "system", "content": "Answer briefly."},
+                     {"role": "user", "content": "What does json.dumps do?"},
+                     {"role": "assistant", "content": "It serialises an object to a JSON string."},
+                     {"role": "user", "content": "And 3 * 14?"},
+                     {"role": "assistant", "content": " 42, with a leading space.\n"}]}
+ALPACA = [{"instruction": "Convert 45 kilometers to meters.", "input": "", "output": "45000 meters."},
+          {"instruction": "Edit for grammar.", "input": "He go to the park.", "output": "He goes to the park."}]
+PROMPT = {"prompt": "Complete: the quick brown", "completion": " fox."}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tok")
+    docs = root / "documents.jsonl"
+    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in sample_corpus()))
+    return train_tokenizer(TokenizerConfig(kind="bpe", vocab_size=600), docs, root / "tokenizer")
+
+
+def _files(tmp_path):
+    (tmp_path / "chat.jsonl").write_text(json.dumps(CHAT) + "\n\n" + json.dumps(PROMPT) + "\n")
+    (tmp_path / "alpaca.json").write_text(json.dumps(ALPACA))
+    return [tmp_path / "chat.jsonl", tmp_path / "alpaca.json"]
+
+
+def test_every_format_renders_as_the_template_with_the_mask_on_assistant_tokens(tmp_path, tokenizer):
+    conversations = [c for f in _files(tmp_path) for c in read_conversations(f)]
+    assert [len(c.messages) for c in conversations] == [5, 2, 2, 2]
+    assert conversations[2].messages[0]["content"] == "Convert 45 kilometers to meters."
+    assert conversations[3].messages[0]["content"] == "Edit for grammar.\n\nHe go to the park."
+    assert conversations[1].where.endswith("chat.jsonl:3") and conversations[3].where.endswith("alpaca.json[1]")
+    template = ChatTemplate()
+    for c in conversations:
+        ids, mask = render(c.messages, tokenizer)
+        expected = tokenizer.encode(template.render(c.messages, add_generation_prompt=False),
+                                    add_special_tokens=False).ids
+        assert ids == expected and len(mask) == len(ids)
+        trained = tokenizer.decode([i for i, m in zip(ids, mask) if m], skip_special_tokens=False)
+        assert trained == "".join(m["content"] + "<|end|>" for m in c.messages if m["role"] == "assistant")
+        assert not mask[0] and not mask[-1]            # <|bos|> and the template's last newline
+
+
+def test_a_bad_example_is_an_error_naming_its_file_and_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    for lines, message in ((['{"prompt": "a", "completion": "b"}', "{oops"], "bad.jsonl:2: invalid JSON"),
+                           ([json.dumps({"messages": [{"role": "robot", "content": "x"}]})], "role 'robot'"),
+                           ([json.dumps({"messages": [{"role": "user", "content": "x"}]})], "no assistant turn"),
+                           ([json.dumps({"text": "plain"})], "not a chat"),
+                           ([""], "no examples")):
+        bad.write_text("\n".join(lines) + "\n")
+        with pytest.raises(UserError, match=message):
+            read_conversations(bad)
+
+
+def test_a_tokenizer_without_the_chat_tokens_is_refused():
+    plain = Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
+    plain.pre_tokenizer = pre_tokenizers.Whitespace()
+    with pytest.raises(UserError, match="lacks the chat tokens <\\|bos\\|>"):
+        render(CHAT["messages"], plain)
+
+
+def test_the_books_instruction_set_splits_85_10_5_and_every_example_has_targets(tokenizer):
+    path = SHARED_DATA / "instruction-data.json"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (shared data not available)")
+    conversations = read_conversations(path)
+    assert [len(part) for part in split(conversations)] == [935, 110, 55]
+    for c in conversations:
+        _, mask = render(c.messages, tokenizer)
+        assert sum(mask) >= 2, c.where                 # some content, and <|end|>
