@@ -56,6 +56,8 @@ def _require(run: RunDir, stage: str, needed: str) -> None:
 def data(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None = None) -> None:
     if not _begin(run, "data", force):
         return
+    if recipe.data.conversations:
+        return _conversation_data(run, recipe)
     from lmforge.data.pipeline import run_pipeline
     t0 = time.time()
     _say("data: collecting and cleaning documents")
@@ -66,6 +68,19 @@ def data(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None =
                      documents=out.get("documents"), bytes=out.get("bytes"))
     _say(f"data: {out.get('documents', '?')} documents, {out.get('bytes', 0) / 1e6:.2f} MB "
          f"-> {run.data}")
+
+
+def _conversation_data(run: RunDir, recipe: Recipe) -> None:
+    """Fine-tuning data: every example read and checked, kept as data/conversations.jsonl."""
+    from lmforge.data.conversations import read_conversations
+    t0 = time.time()
+    conversations = read_conversations(recipe.data.conversations)
+    out = run.data / "conversations.jsonl"
+    atomic.write_text(out, "".join(json.dumps({"messages": c.messages, "where": c.where}, ensure_ascii=False) + "\n"
+                                   for c in conversations))
+    run.record_stage("data", time.time() - t0, inputs=[Path(recipe.data.conversations)], outputs=[out],
+                     conversations=len(conversations))
+    _say(f"data: {len(conversations)} conversations from {recipe.data.conversations}")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -112,6 +127,8 @@ def tokenizer(run: RunDir, recipe: Recipe, force: bool = False) -> None:
     _require(run, "tokenizer", "data")
     if not _begin(run, "tokenizer", force):
         return
+    if recipe.model.init_from:
+        return _base_tokenizer(run, recipe)
     from lmforge.tokenizer.train import train_tokenizer
     t0 = time.time()
     _say(f"tokenizer: training {recipe.tokenizer.kind}, vocab {recipe.tokenizer.vocab_size}")
@@ -120,10 +137,29 @@ def tokenizer(run: RunDir, recipe: Recipe, force: bool = False) -> None:
                      outputs=[run.tokenizer / "tokenizer.json"], vocab_size=tok.get_vocab_size())
 
 
+def _base_tokenizer(run: RunDir, recipe: Recipe) -> None:
+    """A model started from another run keeps that run's tokenizer (and its chat template)."""
+    import shutil
+    from lmforge.models.io import find_weights
+    from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
+    t0 = time.time()
+    base = Path(recipe.model.init_from)
+    source = find_tokenizer_dir(base, find_weights(base))
+    with atomic.atomic_dir(run.tokenizer) as tmp:
+        for f in source.iterdir():
+            if f.is_file():
+                shutil.copyfile(f, tmp / f.name)
+    run.record_stage("tokenizer", time.time() - t0, outputs=[run.tokenizer_json], copied_from=str(source),
+                     vocab_size=load_tokenizer(run.tokenizer).get_vocab_size())
+    _say(f"tokenizer: {source} (the base model's)")
+
+
 def tokens(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None = None) -> None:
     _require(run, "tokens", "tokenizer")
     if not _begin(run, "tokens", force):
         return
+    if recipe.data.conversations:
+        return _conversation_tokens(run, recipe)
     from lmforge.tokenizer.shards import encode_shards
     t0 = time.time()
     meta = encode_shards(run.tokenizer, run.data / "documents.jsonl", run.tokens,
@@ -132,6 +168,36 @@ def tokens(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None
                      outputs=[run.tokens / "train.bin", run.tokens / "val.bin", run.tokens / "meta.json"],
                      train_tokens=meta["train_tokens"], val_tokens=meta["val_tokens"])
     _say(f"tokens: {meta['train_tokens']:,} train / {meta['val_tokens']:,} validation tokens")
+
+
+CONVERSATION_SPLITS = ("train", "test", "val")
+
+
+def _conversation_tokens(run: RunDir, recipe: Recipe) -> None:
+    """tokens/conversations.json: each split's conversations rendered with the chat template, as
+    token ids and the loss mask made while rendering (data/conversations.py)."""
+    from lmforge.data.conversations import render, split
+    t0 = time.time()
+    tok = _tokenizer(run)
+    conversations = [json.loads(line)["messages"] for line in
+                     (run.data / "conversations.jsonl").read_text(encoding="utf-8").splitlines()]
+    parts = split(conversations, tuple(recipe.data.conversation_split))
+    rendered = {name: [dict(zip(("ids", "mask"), render(c, tok))) for c in part]
+                for name, part in zip(CONVERSATION_SPLITS, parts)}
+    out = run.tokens / "conversations.json"
+    atomic.write_json(out, rendered, indent=None)
+    counts = {f"{name}_conversations": len(rendered[name]) for name in CONVERSATION_SPLITS}
+    run.record_stage("tokens", time.time() - t0, inputs=[run.tokenizer_json], outputs=[out], **counts)
+    _say("tokens: " + ", ".join(f"{n:,} {k.split('_')[0]}" for k, n in counts.items()) + " conversations")
+
+
+def conversation_examples(run: RunDir) -> dict[str, list[tuple[list[int], list[bool]]]]:
+    path = run.tokens / "conversations.json"
+    if not path.is_file():
+        raise UserError(f"{run.path}: no rendered conversations (tokens/conversations.json); "
+                        f"set data.conversations and run `lmforge prepare {run.path}`")
+    raw = json.loads(path.read_text())
+    return {name: [(e["ids"], e["mask"]) for e in raw[name]] for name in CONVERSATION_SPLITS}
 
 
 def prepare(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None = None) -> None:
@@ -180,19 +246,26 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
                             f"processes ({info.world}): the ranks share the recipe's accumulation steps; "
                             f"use --set train.grad_accum={info.world * max(1, tc.grad_accum // info.world)}")
         tc = replace(tc, grad_accum=tc.grad_accum // info.world)
-        train_tokens, val_tokens, meta = read_shards(run.tokens)
-        mcfg = model_config_for(recipe, meta["vocab_size"])
+        tokenizer = _tokenizer(run)
+        examples = None
+        if tc.objective == "sft":
+            examples = conversation_examples(run)
+            train_tokens = val_tokens = None
+            vocab = tokenizer.get_vocab_size()
+        else:
+            train_tokens, val_tokens, meta = read_shards(run.tokens)
+            vocab = meta["vocab_size"]
+        torch.manual_seed(recipe.seed)
+        model = base_model(recipe) if recipe.model.init_from else build_model(model_config_for(recipe, vocab))
+        mcfg = model.cfg
         seq_len = tc.seq_len or mcfg.max_seq_len
         if seq_len > mcfg.max_seq_len:
             raise UserError(f"train.seq_len ({seq_len}) exceeds model.max_seq_len ({mcfg.max_seq_len})")
         for name, arr in (("training", train_tokens), ("validation", val_tokens)):
-            if len(arr) < seq_len + 2:
+            if arr is not None and len(arr) < seq_len + 2:
                 raise UserError(f"the {name} split has {len(arr)} tokens, fewer than one window of "
                                 f"{seq_len}; add data or lower train.seq_len")
-        torch.manual_seed(recipe.seed)
-        model = build_model(mcfg)
-        tokenizer = _tokenizer(run)
-        objective = build_objective(tc.objective, model, tokenizer, tc)
+        objective = build_objective(tc.objective, model, tokenizer, tc, examples=examples)
         try:
             batches = objective.train_batches(train_tokens, seq_len, tc.batch_size, recipe.seed, tc.grad_accum,
                                               rank=info.rank, world=info.world)
@@ -228,10 +301,24 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
             run.record_stage("train", time.time() - t0, inputs=[run.token_files[0]],
                              steps=state.step, tokens=state.tokens, train_seconds=round(state.train_seconds, 2),
                              best_val_loss=state.best_val_loss, parameters=n_params, world_size=info.world,
-                             arch=mcfg.arch, objective=objective.name)
+                             arch=mcfg.arch, objective=objective.name, init_from=recipe.model.init_from or None)
             _say(f"train: {state.step} steps, best val loss {state.best_val_loss:.4f}")
     finally:
         distributed.teardown(info)
+
+
+def base_model(recipe: Recipe):
+    """The model `model.init_from` names, in training mode, with its own config: keys the recipe
+    sets besides init_from would be silently ignored, so they are refused."""
+    from dataclasses import fields
+    from lmforge.models.io import find_weights, load_model
+    defaults = type(recipe.model)(arch=recipe.model.arch, init_from=recipe.model.init_from)
+    changed = [f.name for f in fields(recipe.model) if getattr(recipe.model, f.name) != getattr(defaults, f.name)]
+    if changed:
+        raise UserError(f"model.{changed[0]} is taken from model.init_from ({recipe.model.init_from}); "
+                        f"remove it from the recipe")
+    find_weights(recipe.model.init_from)
+    return load_model(recipe.model.init_from, arch=recipe.model.arch).train()
 
 
 class LiveSampler:
@@ -278,9 +365,14 @@ def evaluate(run: RunDir, recipe: Recipe, force: bool = False) -> dict:
     if not _begin(run, "evaluate", force) and out_path.exists():
         return json.loads(out_path.read_text())
     t0 = time.time()
-    train_tokens, val_tokens, meta = read_shards(run.tokens)
     model = load_model(run.path, arch=recipe.model.arch)
     window = recipe.train.seq_len or model.cfg.max_seq_len
+    if recipe.train.objective == "sft":
+        result = {"arch": model.cfg.arch, "objective": "sft", **_evaluate_sft(run, recipe, model, window)}
+        atomic.write_json(out_path, result)
+        run.record_stage("evaluate", time.time() - t0, outputs=[out_path], sft_loss=result["sft_loss_after"])
+        return result
+    train_tokens, val_tokens, meta = read_shards(run.tokens)
     if recipe.train.objective == "masked_lm":
         result = _evaluate_encoder(run, recipe, model, train_tokens, val_tokens, window)
     else:
@@ -314,6 +406,41 @@ def _evaluate_language_model(run: RunDir, recipe: Recipe, model, val_tokens, met
     beat = "beats" if result["bits_per_byte"] < result["gzip_bits_per_byte"] else "does NOT beat"
     _say(f"evaluate: val loss {result['val_loss']:.3f}, {result['bits_per_byte']:.3f} bits/byte "
          f"({beat} gzip -9 at {result['gzip_bits_per_byte']:.3f}, xz -9 {result['xz_bits_per_byte']:.3f})")
+    return result
+
+
+def _evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
+    """Held-out (test split) loss on the assistant's tokens, before and after; the first test
+    prompts answered by the base model and the fine-tuned one, side by side."""
+    from lmforge.data.conversations import split
+    from lmforge.infer.engine import Engine
+    from lmforge.models.io import load_model
+    from lmforge.train.objectives.sft import assistant_nll
+    ec = recipe.eval
+    tok = _tokenizer(run)
+    test = conversation_examples(run)["test"]
+    pad = tok.token_to_id("<|pad|>") or 0
+    base = load_model(recipe.model.init_from) if recipe.model.init_from else None
+    result = {"sft_loss_after": round(assistant_nll(model, test, pad, window), 5),
+              "sft_loss_before": None if base is None else round(assistant_nll(base, test, pad, window), 5),
+              "test_conversations": len(test)}
+    conversations = [json.loads(line)["messages"] for line in
+                     (run.data / "conversations.jsonl").read_text(encoding="utf-8").splitlines()]
+    prompts = [c[:max(i for i, m in enumerate(c) if m["role"] == "assistant")]
+               for c in split(conversations, tuple(recipe.data.conversation_split))[1][:ec.samples]]
+    engines = {"tuned": Engine(model, tok, copy_model=False)}
+    if base is not None:
+        engines["base"] = Engine(base, tok, copy_model=False)
+    try:
+        result["samples"] = [{"prompt": p[-1]["content"],
+                              **{name: e.chat(p, max_tokens=ec.sample_tokens, temperature=0.0).text
+                                 for name, e in engines.items()}} for p in prompts]
+    finally:
+        for e in engines.values():
+            e.close()
+    before = result["sft_loss_before"]
+    _say(f"evaluate: held-out assistant-token loss {result['sft_loss_after']:.3f}"
+         + (f" (base model: {before:.3f})" if before is not None else ""))
     return result
 
 

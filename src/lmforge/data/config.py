@@ -150,6 +150,11 @@ class NlpConfig:
 @dataclass
 class DataConfig:
     sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    # fine-tuning: a chat JSONL, Alpaca JSON or prompt/completion JSONL file (data/conversations.py);
+    # when set, the data stage reads it instead of cleaning `sources`, split in order into
+    # train / test / validation by `conversation_split`
+    conversations: str = ""
+    conversation_split: list[float] = field(default_factory=lambda: [0.85, 0.1, 0.05])
     steps: list[StepName] = field(default_factory=lambda: ["normalize", "exact_dedup", "pii"])
     min_chars: int = 1               # documents shorter than this (after cleaning) are removed
     max_docs: int = 0                # 0 = no limit (per source)
@@ -171,5 +176,9 @@ class DataConfig:
                 raise ValueError(f"sources: two sources are labelled '{label}'; give each a distinct name")
         if len(set(self.steps)) != len(self.steps):
             raise ValueError(f"steps: a step is listed twice in {self.steps}")
+        if len(self.conversation_split) != 3 or abs(sum(self.conversation_split) - 1) > 1e-6 or \
+                min(self.conversation_split) < 0:
+            raise ValueError(f"conversation_split: got {self.conversation_split}, expected three shares "
+                             f"(train, test, validation) that sum to 1")
         if self.min_chars < 0 or self.max_docs < 0:
             raise ValueError("min_chars and max_docs must be >= 0")

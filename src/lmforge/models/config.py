@@ -19,6 +19,7 @@ class ModelConfig:
     arch: str = "llama"              # the family: llama, bert, lstm, gru or rnn
     preset: str = ""                 # a name from the family's presets; explicit keys win over it
     vocab_size: int = 0              # 0 = take it from the tokenizer
+    init_from: str = ""              # a run or checkpoint directory: start from its weights, config and tokenizer
     n_layer: int = 4
     d_model: int = 256
     max_seq_len: int = 256           # the context (for recurrent families: the training window)

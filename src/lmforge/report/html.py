@@ -39,11 +39,17 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
         res = json.loads(pretrain.read_text())
         parts.append("<h2>Results</h2>")
         keys = ["val_loss", "token_perplexity", "bits_per_byte", "gzip_bits_per_byte", "xz_bits_per_byte",
-                "mlm_loss", "mlm_accuracy", "unigram_mlm_accuracy", "pll_per_token", "pseudo_perplexity"]
+                "mlm_loss", "mlm_accuracy", "unigram_mlm_accuracy", "pll_per_token", "pseudo_perplexity",
+                "sft_loss_before", "sft_loss_after", "test_conversations"]
         parts.append(_table(["metric", "value"], [[k, res[k]] for k in keys if k in res]))
-        if res.get("samples"):
+        samples = res.get("samples") or []
+        if samples and "tuned" in samples[0]:      # fine-tuning: held-out prompts, base and tuned answers
+            parts.append("<h3>Held-out prompts: base model and fine-tuned model</h3>")
+            parts.append(_table(["prompt", "base", "fine-tuned"],
+                                [[s["prompt"], s.get("base", ""), s["tuned"]] for s in samples]))
+        elif samples:
             parts.append("<h3>Samples</h3>")
-            for s in res["samples"]:
+            for s in samples:
                 parts.append(f"<pre><b>{html.escape(s['prompt'])}</b>{html.escape(s['completion'])}</pre>")
     rows = task_rows(run)
     if rows:

@@ -58,6 +58,13 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
                   f"| pseudo-perplexity | {res['pseudo_perplexity']} |", ""]
         verdict = "above" if res["mlm_accuracy"] > res["unigram_mlm_accuracy"] else "NOT above"
         lines.append(f"The model's masked-token accuracy is {verdict} the unigram baseline's.")
+    elif res and "sft_loss_after" in res:
+        lines += ["| metric | value |", "|---|---|",
+                  f"| held-out assistant-token loss, base model (nats/token) | {res['sft_loss_before']} |",
+                  f"| held-out assistant-token loss, fine-tuned (nats/token) | {res['sft_loss_after']} |",
+                  f"| held-out conversations | {res['test_conversations']} |", ""]
+        if recipe.model.init_from:
+            lines.append(f"Fine-tuned from {recipe.model.init_from}.")
     elif res:
         lines += ["| metric | value |", "|---|---|",
                   f"| validation loss (nats/token) | {res['val_loss']} |",

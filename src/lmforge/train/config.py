@@ -8,7 +8,7 @@ from typing import Literal
 
 @dataclass
 class TrainConfig:
-    objective: Literal["", "causal_lm", "masked_lm"] = ""   # "" = the model family's own (recipe.py fills it in)
+    objective: Literal["", "causal_lm", "masked_lm", "sft"] = ""   # "" = the family's own (recipe.py fills it in)
     mlm_probability: float = 0.15    # masked_lm: share of ordinary tokens selected for prediction
     whole_word_masking: bool = False # masked_lm: select whole words (all their tokens) instead of tokens
     batch_size: int = 16             # sequences per micro-batch (per rank)

@@ -65,6 +65,25 @@ def window_batch(examples: list[tuple[list[int], list[bool]]], windows: list[lis
     return {"input_ids": ids, "labels": labels, "position_ids": positions, "attend": attend[:, None]}
 
 
+@torch.no_grad()
+def assistant_nll(model, examples: list[tuple[list[int], list[bool]]], pad_id: int, seq_len: int,
+                  batch_size: int = 8) -> float:
+    """Mean negative log-likelihood (nats) of the assistant tokens of `examples`, packed as in training."""
+    was_training = model.training
+    model.eval()
+    windows = pack([len(ids) for ids, _ in examples], seq_len)
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch_size):
+        batch = window_batch(examples, windows[i:i + batch_size], seq_len, pad_id)
+        logits = model(batch["input_ids"], position_ids=batch["position_ids"], mask=batch["attend"]).float()
+        labels = batch["labels"]
+        total += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                                         ignore_index=-100, reduction="sum"))
+        count += int((labels != -100).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
 class _Windows:
     def __init__(self, objective: "SFT", seq_len: int, batch_size: int, seed: int, grad_accum: int,
                  rank: int, world: int):
