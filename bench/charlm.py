@@ -54,7 +54,7 @@ RECIPES = {"baseline": BASELINE, "lmforge": LMFORGE}
 
 # Model size by wall-clock budget. In a short budget a small model wins: it sees many more
 # characters per second (measured on 2 cores, docs/experiments.md); a bigger one wins once
-# there is time to train it. Hashed n-gram embeddings (models/ngram.py), with their default
+# there is time to train it. Hashed n-gram embeddings (models/llama/ngram.py), with their default
 # dropout and weight decay, lower the loss at every budget measured (docs/experiments.md:
 # 100 s about 1.54 against 1.62, 600 s 1.479 against 1.496-1.505). Entries: (largest budget
 # in seconds, layers, width, n-gram orders).
