@@ -44,6 +44,7 @@ def test_sft_lowers_the_held_out_assistant_loss_and_keeps_the_base_tokenizer(tin
         (tiny_run / "tokenizer" / "tokenizer.json").read_bytes()
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["train"]["init_from"] == str(tiny_run)
+    assert manifest["stages"]["train"]["truncated_examples"] == 0      # every example fits the window
     assert "Fine-tuned from" in (run / "model_card.md").read_text()
     assert "fine-tuned" in (run / "report.html").read_text()
 

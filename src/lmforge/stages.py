@@ -301,7 +301,8 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
             run.record_stage("train", time.time() - t0, inputs=[run.token_files[0]],
                              steps=state.step, tokens=state.tokens, train_seconds=round(state.train_seconds, 2),
                              best_val_loss=state.best_val_loss, parameters=n_params, world_size=info.world,
-                             arch=mcfg.arch, objective=objective.name, init_from=recipe.model.init_from or None)
+                             arch=mcfg.arch, objective=objective.name, init_from=recipe.model.init_from or None,
+                             **({"truncated_examples": objective.truncated} if tc.objective == "sft" else {}))
             _say(f"train: {state.step} steps, best val loss {state.best_val_loss:.4f}")
     finally:
         distributed.teardown(info)
