@@ -72,15 +72,22 @@ def data(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None =
 
 def _conversation_data(run: RunDir, recipe: Recipe) -> None:
     """Fine-tuning data: every example read and checked, kept as data/conversations.jsonl."""
-    from lmforge.data.conversations import read_conversations
+    from lmforge.data.conversations import read_conversations, read_preferences
     t0 = time.time()
-    conversations = read_conversations(recipe.data.conversations)
+    skipped = {}
+    if recipe.train.objective == "dpo":
+        pairs, n = read_preferences(recipe.data.conversations, recipe.data.skip_identical_pairs)
+        records = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "where": p.where} for p in pairs]
+        skipped = {"skipped_identical_pairs": n}
+    else:
+        records = [{"messages": c.messages, "where": c.where} for c in read_conversations(recipe.data.conversations)]
     out = run.data / "conversations.jsonl"
-    atomic.write_text(out, "".join(json.dumps({"messages": c.messages, "where": c.where}, ensure_ascii=False) + "\n"
-                                   for c in conversations))
+    atomic.write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     run.record_stage("data", time.time() - t0, inputs=[Path(recipe.data.conversations)], outputs=[out],
-                     conversations=len(conversations))
-    _say(f"data: {len(conversations)} conversations from {recipe.data.conversations}")
+                     conversations=len(records), **skipped)
+    _say(f"data: {len(records)} {'preference pairs' if recipe.train.objective == 'dpo' else 'conversations'} "
+         f"from {recipe.data.conversations}"
+         + (f" ({skipped['skipped_identical_pairs']} identical pairs left out)" if skipped.get("skipped_identical_pairs") else ""))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -179,11 +186,16 @@ def _conversation_tokens(run: RunDir, recipe: Recipe) -> None:
     from lmforge.data.conversations import render, split
     t0 = time.time()
     tok = _tokenizer(run)
-    conversations = [json.loads(line)["messages"] for line in
-                     (run.data / "conversations.jsonl").read_text(encoding="utf-8").splitlines()]
-    parts = split(conversations, tuple(recipe.data.conversation_split))
-    rendered = {name: [dict(zip(("ids", "mask"), render(c, tok))) for c in part]
-                for name, part in zip(CONVERSATION_SPLITS, parts)}
+    records = _conversation_records(run)
+    parts = split(records, tuple(recipe.data.conversation_split))
+
+    def rendered_record(r: dict) -> dict:
+        if "messages" in r:
+            return dict(zip(("ids", "mask"), render(r["messages"], tok)))
+        return {side: dict(zip(("ids", "mask"), render(r["prompt"] + [{"role": "assistant", "content": r[side]}], tok)))
+                for side in ("chosen", "rejected")}
+
+    rendered = {name: [rendered_record(r) for r in part] for name, part in zip(CONVERSATION_SPLITS, parts)}
     out = run.tokens / "conversations.json"
     atomic.write_json(out, rendered, indent=None)
     counts = {f"{name}_conversations": len(rendered[name]) for name in CONVERSATION_SPLITS}
@@ -191,13 +203,38 @@ def _conversation_tokens(run: RunDir, recipe: Recipe) -> None:
     _say("tokens: " + ", ".join(f"{n:,} {k.split('_')[0]}" for k, n in counts.items()) + " conversations")
 
 
-def conversation_examples(run: RunDir) -> dict[str, list[tuple[list[int], list[bool]]]]:
+def _conversation_records(run: RunDir) -> list[dict]:
+    return [json.loads(line) for line in (run.data / "conversations.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def conversation_examples(run: RunDir) -> dict[str, list]:
+    """Each split's rendered examples: (ids, mask) per conversation, or ((ids, mask), (ids, mask))
+    per preference pair (chosen, rejected)."""
     path = run.tokens / "conversations.json"
     if not path.is_file():
         raise UserError(f"{run.path}: no rendered conversations (tokens/conversations.json); "
                         f"set data.conversations and run `lmforge prepare {run.path}`")
     raw = json.loads(path.read_text())
-    return {name: [(e["ids"], e["mask"]) for e in raw[name]] for name in CONVERSATION_SPLITS}
+
+    def example(e: dict):
+        if "ids" in e:
+            return e["ids"], e["mask"]
+        return (e["chosen"]["ids"], e["chosen"]["mask"]), (e["rejected"]["ids"], e["rejected"]["mask"])
+
+    return {name: [example(e) for e in raw[name]] for name in CONVERSATION_SPLITS}
+
+
+def dpo_reference(run: RunDir, model, examples: dict, seq_len: int, pad_id: int) -> dict:
+    """The starting model's log-probabilities of every pair, computed once and kept in
+    tokens/dpo_reference.json (a resumed run must not take them from its trained weights)."""
+    from lmforge.train.objectives.dpo import reference_logprobs
+    path = run.tokens / "dpo_reference.json"
+    if not path.is_file():
+        _say("train: reference log-probabilities of the starting model (once, cached)")
+        atomic.write_json(path, {name: reference_logprobs(model, examples[name], seq_len, pad_id)
+                                 for name in CONVERSATION_SPLITS}, indent=None)
+    cached = json.loads(path.read_text())
+    return {f"{name}_reference": cached[name] for name in ("train", "val", "test")}
 
 
 def prepare(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None = None) -> None:
@@ -248,7 +285,7 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
         tc = replace(tc, grad_accum=tc.grad_accum // info.world)
         tokenizer = _tokenizer(run)
         examples = None
-        if tc.objective == "sft":
+        if tc.objective in ("sft", "dpo"):
             examples = conversation_examples(run)
             train_tokens = val_tokens = None
             vocab = tokenizer.get_vocab_size()
@@ -265,6 +302,8 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
             if arr is not None and len(arr) < seq_len + 2:
                 raise UserError(f"the {name} split has {len(arr)} tokens, fewer than one window of "
                                 f"{seq_len}; add data or lower train.seq_len")
+        if tc.objective == "dpo":
+            examples.update(dpo_reference(run, model, examples, seq_len, tokenizer.token_to_id("<|pad|>") or 0))
         objective = build_objective(tc.objective, model, tokenizer, tc, examples=examples)
         try:
             batches = objective.train_batches(train_tokens, seq_len, tc.batch_size, recipe.seed, tc.grad_accum,
@@ -373,6 +412,12 @@ def evaluate(run: RunDir, recipe: Recipe, force: bool = False) -> dict:
         atomic.write_json(out_path, result)
         run.record_stage("evaluate", time.time() - t0, outputs=[out_path], sft_loss=result["sft_loss_after"])
         return result
+    if recipe.train.objective == "dpo":
+        result = {"arch": model.cfg.arch, "objective": "dpo", **_evaluate_dpo(run, recipe, model, window)}
+        atomic.write_json(out_path, result)
+        run.record_stage("evaluate", time.time() - t0, outputs=[out_path],
+                         reward_accuracy=result["reward_accuracy_after"])
+        return result
     train_tokens, val_tokens, meta = read_shards(run.tokens)
     if recipe.train.objective == "masked_lm":
         result = _evaluate_encoder(run, recipe, model, train_tokens, val_tokens, window)
@@ -425,8 +470,7 @@ def _evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
     result = {"sft_loss_after": round(assistant_nll(model, test, pad, window), 5),
               "sft_loss_before": None if base is None else round(assistant_nll(base, test, pad, window), 5),
               "test_conversations": len(test)}
-    conversations = [json.loads(line)["messages"] for line in
-                     (run.data / "conversations.jsonl").read_text(encoding="utf-8").splitlines()]
+    conversations = [r["messages"] for r in _conversation_records(run)]
     prompts = [c[:max(i for i, m in enumerate(c) if m["role"] == "assistant")]
                for c in split(conversations, tuple(recipe.data.conversation_split))[1][:ec.samples]]
     engines = {"tuned": Engine(model, tok, copy_model=False)}
@@ -442,6 +486,32 @@ def _evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
     before = result["sft_loss_before"]
     _say(f"evaluate: held-out assistant-token loss {result['sft_loss_after']:.3f}"
          + (f" (base model: {before:.3f})" if before is not None else ""))
+    return result
+
+
+def _evaluate_dpo(run: RunDir, recipe: Recipe, model, window: int) -> dict:
+    """Held-out (test split) pairs: how often the tuned model's implicit reward prefers the chosen
+    answer. Before training policy and reference are one model, every margin is 0: 0.5 by construction."""
+    from lmforge.train.objectives.dpo import DPO
+    tok = _tokenizer(run)
+    examples = conversation_examples(run)
+    reference = json.loads((run.tokens / "dpo_reference.json").read_text())["test"]
+    objective = DPO([], examples["test"], [], reference, pad_id=tok.token_to_id("<|pad|>") or 0,
+                    beta=recipe.train.dpo_beta)
+    totals, n = {}, 0
+    with torch.no_grad():
+        model.eval()
+        for batch in objective.val_batches(None, window, 0, 8, 0):
+            _, metrics = objective.loss(model, batch)
+            rows = batch["reference"].shape[0]
+            for k, v in metrics.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * rows
+            n += rows
+    result = {"reward_accuracy_before": 0.5, "reward_accuracy_after": round(totals["reward_accuracy"] / n, 4),
+              "reward_margin_after": round(totals["reward_margin"] / n, 4),
+              "chosen_logprob_after": round(totals["chosen_logprob"] / n, 3),
+              "rejected_logprob_after": round(totals["rejected_logprob"] / n, 3), "test_pairs": n}
+    _say(f"evaluate: held-out reward accuracy {result['reward_accuracy_after']:.3f} (0.5 before training)")
     return result
 
 

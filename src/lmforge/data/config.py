@@ -155,6 +155,7 @@ class DataConfig:
     # train / test / validation by `conversation_split`
     conversations: str = ""
     conversation_split: list[float] = field(default_factory=lambda: [0.85, 0.1, 0.05])
+    skip_identical_pairs: bool = False   # dpo: leave out (and count) pairs whose chosen equals rejected
     steps: list[StepName] = field(default_factory=lambda: ["normalize", "exact_dedup", "pii"])
     min_chars: int = 1               # documents shorter than this (after cleaning) are removed
     max_docs: int = 0                # 0 = no limit (per source)

@@ -59,9 +59,8 @@ def to_messages(obj, where: str) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def read_conversations(path: str | Path) -> list[Conversation]:
-    """Every example of a .jsonl or .json file; a bad one is an error naming file and line."""
-    path = Path(path)
+def _objects(path: Path) -> list[tuple[object, str]]:
+    """(parsed example, "file:line" or "file[index]") for every example of a .jsonl or .json file."""
     if not path.is_file():
         raise UserError(f"fine-tuning data not found: {path}")
     try:
@@ -74,10 +73,9 @@ def read_conversations(path: str | Path) -> list[Conversation]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                out.append((json.loads(line), f"{path}:{n}"))
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            out.append(Conversation(to_messages(obj, f"{path}:{n}"), f"{path}:{n}"))
     else:
         try:
             items = json.loads(text)
@@ -85,10 +83,15 @@ def read_conversations(path: str | Path) -> list[Conversation]:
             raise UserError(f"{path}: invalid JSON at line {e.lineno} ({e.msg})") from None
         if not isinstance(items, list):
             raise UserError(f"{path}: expected a JSON array of examples (or use .jsonl, one per line)")
-        out = [Conversation(to_messages(obj, f"{path}[{i}]"), f"{path}[{i}]") for i, obj in enumerate(items)]
+        out = [(obj, f"{path}[{i}]") for i, obj in enumerate(items)]
     if not out:
         raise UserError(f"{path}: no examples")
     return out
+
+
+def read_conversations(path: str | Path) -> list[Conversation]:
+    """Every example of a .jsonl or .json file; a bad one is an error naming file and line."""
+    return [Conversation(to_messages(obj, where), where) for obj, where in _objects(Path(path))]
 
 
 def render(messages: list[dict], tokenizer) -> tuple[list[int], list[bool]]:
@@ -107,6 +110,42 @@ def render(messages: list[dict], tokenizer) -> tuple[list[int], list[bool]]:
         # a token is the message's when it holds any of its characters (offset past the "\n")
         mask += [False, *(trained and end > 1 for _, end in piece.offsets), trained, *[False] * len(newline)]
     return ids, mask
+
+
+@dataclass
+class Preference:
+    prompt: list[dict]       # the conversation up to the answer
+    chosen: str
+    rejected: str
+    where: str
+
+
+def to_preference(obj, where: str) -> Preference:
+    """A preference pair: {"prompt", "chosen", "rejected"}, or the Alpaca shape with "chosen" and
+    "rejected" answers (../shared/data/instruction-data-with-preference.json)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("chosen"), str) or not isinstance(obj.get("rejected"), str):
+        raise UserError(f"{where}: a preference pair needs text 'chosen' and 'rejected' answers")
+    if obj["chosen"] == obj["rejected"]:
+        raise UserError(f"{where}: 'chosen' equals 'rejected', so the pair prefers nothing")
+    if "instruction" in obj:
+        prompt = obj["instruction"] + (f"\n\n{obj['input']}" if obj.get("input") else "")
+    elif isinstance(obj.get("prompt"), str):
+        prompt = obj["prompt"]
+    else:
+        raise UserError(f"{where}: a preference pair needs a 'prompt' (or 'instruction')")
+    return Preference([{"role": "user", "content": prompt}], obj["chosen"], obj["rejected"], where)
+
+
+def read_preferences(path: str | Path, skip_identical: bool = False) -> tuple[list[Preference], int]:
+    """Every pair of a .jsonl or .json file, and how many were skipped: a bad one is an error naming
+    file and line, except that with `skip_identical` a pair whose answers are equal is counted and left out."""
+    pairs, skipped = [], 0
+    for obj, where in _objects(Path(path)):
+        if skip_identical and isinstance(obj, dict) and obj.get("chosen") == obj.get("rejected"):
+            skipped += 1
+            continue
+        pairs.append(to_preference(obj, where))
+    return pairs, skipped
 
 
 def split(items: list, fractions: tuple[float, ...] = (0.85, 0.1, 0.05)) -> list[list]:

@@ -40,7 +40,9 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
         parts.append("<h2>Results</h2>")
         keys = ["val_loss", "token_perplexity", "bits_per_byte", "gzip_bits_per_byte", "xz_bits_per_byte",
                 "mlm_loss", "mlm_accuracy", "unigram_mlm_accuracy", "pll_per_token", "pseudo_perplexity",
-                "sft_loss_before", "sft_loss_after", "test_conversations"]
+                "sft_loss_before", "sft_loss_after", "test_conversations", "reward_accuracy_before",
+                "reward_accuracy_after", "reward_margin_after", "chosen_logprob_after", "rejected_logprob_after",
+                "test_pairs"]
         parts.append(_table(["metric", "value"], [[k, res[k]] for k in keys if k in res]))
         samples = res.get("samples") or []
         if samples and "tuned" in samples[0]:      # fine-tuning: held-out prompts, base and tuned answers

@@ -65,6 +65,14 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
                   f"| held-out conversations | {res['test_conversations']} |", ""]
         if recipe.model.init_from:
             lines.append(f"Fine-tuned from {recipe.model.init_from}.")
+    elif res and "reward_accuracy_after" in res:
+        lines += ["| metric | value |", "|---|---|",
+                  f"| held-out reward accuracy before (policy = reference) | {res['reward_accuracy_before']} |",
+                  f"| held-out reward accuracy after | {res['reward_accuracy_after']} |",
+                  f"| held-out reward margin after | {res['reward_margin_after']} |",
+                  f"| held-out pairs | {res['test_pairs']} |", ""]
+        if recipe.model.init_from:
+            lines.append(f"Preference-tuned (DPO) from {recipe.model.init_from}.")
     elif res:
         lines += ["| metric | value |", "|---|---|",
                   f"| validation loss (nats/token) | {res['val_loss']} |",

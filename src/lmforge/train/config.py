@@ -8,7 +8,8 @@ from typing import Literal
 
 @dataclass
 class TrainConfig:
-    objective: Literal["", "causal_lm", "masked_lm", "sft"] = ""   # "" = the family's own (recipe.py fills it in)
+    objective: Literal["", "causal_lm", "masked_lm", "sft", "dpo"] = ""   # "" = the family's own (recipe.py fills it in)
+    dpo_beta: float = 0.1            # dpo: strength of the preference against the reference model
     mlm_probability: float = 0.15    # masked_lm: share of ordinary tokens selected for prediction
     whole_word_masking: bool = False # masked_lm: select whole words (all their tokens) instead of tokens
     batch_size: int = 16             # sequences per micro-batch (per rank)
@@ -50,6 +51,8 @@ class TrainConfig:
             raise ValueError(f"lr: got {self.lr}, must be > 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio: got {self.min_lr_ratio}, allowed: 0..1")
+        if self.dpo_beta <= 0:
+            raise ValueError(f"dpo_beta: got {self.dpo_beta}, must be > 0")
         if not 0.0 < self.mlm_probability < 1.0:
             raise ValueError(f"mlm_probability: got {self.mlm_probability}, allowed: 0 < p < 1")
         for name in ("weight_decay", "ngram_weight_decay"):

@@ -32,7 +32,7 @@ def _describe(cfg: LlamaConfig) -> str:
 
 
 FAMILY = Family(
-    arch="llama", config=LlamaConfig, build=Transformer, objectives=("causal_lm", "sft"),
+    arch="llama", config=LlamaConfig, build=Transformer, objectives=("causal_lm", "sft", "dpo"),
     generative=True, recurrent=False,
     param_roles=lambda model: roles_by_name(model, _role),
     fsdp_units=lambda model: list(model.model.layers),

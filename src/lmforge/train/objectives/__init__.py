@@ -6,25 +6,30 @@ from lmforge.errors import UserError
 from lmforge.models.registry import family_of
 from lmforge.train.objectives.base import Objective
 from lmforge.train.objectives.causal_lm import CausalLM
+from lmforge.train.objectives.dpo import DPO
 from lmforge.train.objectives.masked_lm import MaskedLM
 from lmforge.train.objectives.sft import SFT
 
-NAMES = ("causal_lm", "masked_lm", "sft")
+NAMES = ("causal_lm", "masked_lm", "sft", "dpo")
 
 
 def build_objective(name: str, model, tokenizer, cfg, examples: dict | None = None) -> Objective:
     """The objective `name` for `model`, with what it needs from the tokenizer and `[train]`
-    (sft: `examples`, the run's rendered conversations by split)."""
+    (sft: `examples`, the run's rendered conversations by split; dpo: its rendered pairs by split and
+    their cached reference log-probabilities, "train_reference" and "val_reference")."""
     family = family_of(model)
     if name not in family.objectives:
         raise UserError(f"train.objective = '{name}' cannot train model.arch = '{family.arch}' "
                         f"(it trains: {', '.join(family.objectives)})")
     if name == "causal_lm":
         return CausalLM(recurrent=family.recurrent, bos_id=tokenizer.token_to_id("<|bos|>"))
+    if name == "dpo":
+        return DPO(examples["train"], examples["val"], examples["train_reference"], examples["val_reference"],
+                   pad_id=tokenizer.token_to_id("<|pad|>") or 0, beta=cfg.dpo_beta)
     if name == "sft":
         return SFT(examples["train"], examples["val"], pad_id=tokenizer.token_to_id("<|pad|>") or 0,
                    seq_len=cfg.seq_len or model.cfg.max_seq_len)
     return MaskedLM(tokenizer, probability=cfg.mlm_probability, whole_word=cfg.whole_word_masking)
 
 
-__all__ = ["NAMES", "Objective", "CausalLM", "MaskedLM", "SFT", "build_objective"]
+__all__ = ["NAMES", "Objective", "CausalLM", "DPO", "MaskedLM", "SFT", "build_objective"]
