@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from conftest import lmforge, tiny_corpus_dir, tiny_recipe
-from test_train_resume import OVERRIDES, kill_after_step_20, torchrun, train_losses
+from test_train_resume import OVERRIDES, kill_after_step_20, losses_of_a_full_run, torchrun, train_losses
 
 # no dropout: ranks draw their own dropout masks, which a single process draws in sequence
 FAMILIES = {
@@ -29,12 +29,7 @@ def prepared(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def uninterrupted(prepared, tmp_path_factory):
-    _, base = prepared
-    run = tmp_path_factory.mktemp("full") / "run"
-    shutil.copytree(base, run)
-    out = lmforge("train", str(run))
-    assert out.returncode == 0, out.stderr
-    return train_losses(run)
+    return losses_of_a_full_run(prepared[1], tmp_path_factory.mktemp("full") / "run")
 
 
 def test_sigkill_then_resume_gives_the_same_loss_sequence(prepared, uninterrupted, tmp_path):

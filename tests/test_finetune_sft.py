@@ -2,12 +2,9 @@
 held-out assistant loss fell; mistakes are one line; a killed SFT run resumes exactly."""
 
 import json
-import shutil
-
-import pytest
 
 from conftest import lmforge
-from test_train_resume import kill_after_step_20, train_losses
+from test_train_resume import kill_after_step_20, losses_of_a_full_run, train_losses
 
 WORDS = ["list", "tuple", "dict", "set", "string", "bytes", "integer", "float", "module", "class"]
 
@@ -71,11 +68,9 @@ def test_a_killed_sft_run_resumes_with_the_same_losses(tiny_run, tmp_path):
     recipe = _recipe(tmp_path, tiny_run, _conversations(tmp_path / "chat.jsonl"), max_steps=30)
     base = tmp_path / "prepared"
     assert lmforge("prepare", str(base), "--recipe", str(recipe)).returncode == 0
-    full = tmp_path / "full"
-    shutil.copytree(base, full)
-    assert lmforge("train", str(full)).returncode == 0
+    full = losses_of_a_full_run(base, tmp_path / "full")
     killed = tmp_path / "killed"
     kill_after_step_20(base, killed)
     out = lmforge("train", str(killed), "--resume")
     assert out.returncode == 0 and "resuming at step 20" in out.stdout, out.stderr[-1000:]
-    assert train_losses(killed) == train_losses(full)
+    assert train_losses(killed) == full

@@ -38,14 +38,17 @@ def prepared(tmp_path_factory):
     return recipe, run
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(prepared, tmp_path_factory):
-    recipe, base = prepared
-    run = tmp_path_factory.mktemp("full") / "run"
+def losses_of_a_full_run(base, run) -> dict[int, float]:
+    """Copy the prepared run `base` to `run`, train it to the end: its loss at every step."""
     shutil.copytree(base, run)
     out = lmforge("train", str(run))
     assert out.returncode == 0, out.stderr
     return train_losses(run)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared, tmp_path_factory):
+    return losses_of_a_full_run(prepared[1], tmp_path_factory.mktemp("full") / "run")
 
 
 def kill_after_step_20(base, run) -> None:

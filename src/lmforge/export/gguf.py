@@ -24,7 +24,8 @@ import torch
 from lmforge import atomic
 from lmforge.errors import UserError
 from lmforge.models.io import find_weights, read_model_config, read_weights
-from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
+from lmforge.export import refuse_existing
+from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer, special_ids
 from lmforge.tokenizer.specials import CHAT_TEMPLATE
 
 DTYPES = ("f32", "f16", "q8_0")
@@ -111,13 +112,11 @@ def export_gguf(run: str | Path, out: str | Path, force: bool = False, dtype: st
     arch = _check_layout(cfg)
     if dtype == "q8_0" and any(n % 32 for n in (cfg.d_model, cfg.ff_dim)):
         raise UserError(f"q8_0 needs rows that are multiples of 32 (d_model {cfg.d_model}, d_ff {cfg.ff_dim})")
-    if out.exists() and not force:
-        raise UserError(f"{out} exists; choose another --out or pass --force to replace it")
+    refuse_existing(out, force)
     tok = load_tokenizer(find_tokenizer_dir(run, ckpt))
     tokens, types, merges, pre = _tokenizer_parts(tok)
     w = read_weights(ckpt, cfg)
-    ids = {name: tok.token_to_id(t) for name, t in (("bos", "<|bos|>"), ("eos", "<|eos|>"), ("pad", "<|pad|>"),
-                                                   ("end", "<|end|>"))}
+    ids = special_ids(tok)
     with atomic.atomic_dir(out) as tmp:
         writer = gguf.GGUFWriter(str(tmp / "model.gguf"), arch)
         writer.add_name(run.name)

@@ -14,7 +14,6 @@ Both write into a temporary folder renamed into place, so an interrupted run lea
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
@@ -25,15 +24,9 @@ from lmforge import atomic
 from lmforge.errors import UserError
 from lmforge.models.io import find_weights, read_model_config, read_weights, save_weights
 from lmforge.models.registry import get_family, hf_importable, hf_importer
-from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
-
-
-def _refuse_existing(out: Path, force: bool) -> None:
-    if out.exists() and not force:
-        raise UserError(f"{out} exists; choose another --out or pass --force to replace it")
-
+from lmforge.export import refuse_existing
+from lmforge.tokenizer.load import copy_tokenizer_files, find_tokenizer_dir, load_tokenizer, special_ids
+from lmforge.tokenizer.specials import STOP_TOKENS
 
 def _unique(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Each shared tensor once, under its first name (safetensors stores no aliases; HF re-ties)."""
@@ -56,18 +49,17 @@ def export_hf(run: str | Path, out: str | Path, force: bool = False) -> Path:
     if family.to_hf is None:
         raise UserError(f"a model of arch '{cfg.arch}' has no Hugging Face architecture to export to "
                         f"(bert and llama runs export)")
-    _refuse_existing(out, force)
+    refuse_existing(out, force)
     config, weights = family.to_hf(cfg, read_weights(ckpt, cfg))
     tok_dir = find_tokenizer_dir(run, ckpt)
     tok = load_tokenizer(tok_dir)
-    ids = {name: tok.token_to_id(token) for name, token in
-           (("bos", "<|bos|>"), ("eos", "<|eos|>"), ("pad", "<|pad|>"), ("end", "<|end|>"))}
+    ids = special_ids(tok)
     config.update(bos_token_id=ids["bos"], eos_token_id=ids["eos"], pad_token_id=ids["pad"])
     with atomic.atomic_dir(out) as tmp:
         save_file(_unique(weights), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         if family.generative:
-            stops = [i for i in (ids["eos"], ids["end"]) if i is not None]
+            stops = [i for i in map(tok.token_to_id, STOP_TOKENS) if i is not None]
             (tmp / "generation_config.json").write_text(json.dumps(
                 {"bos_token_id": ids["bos"], "eos_token_id": stops, "pad_token_id": ids["pad"],
                  "do_sample": False}, indent=2) + "\n")
@@ -77,9 +69,7 @@ def export_hf(run: str | Path, out: str | Path, force: bool = False) -> Path:
 
 
 def _copy_tokenizer(src: Path, dst: Path, context: int) -> None:
-    for name in TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
+    copy_tokenizer_files(src, dst)
     config_path = dst / "tokenizer_config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     config.pop("lmforge_kind", None)
@@ -171,7 +161,7 @@ def import_hf(folder: str | Path, out: str | Path, force: bool = False) -> Path:
                         f"lmforge imports: {', '.join(hf_importable())}") from None
     if not (folder / "tokenizer.json").is_file():
         raise UserError(f"{folder}: no tokenizer.json (lmforge needs the fast tokenizer file)")
-    _refuse_existing(out, force)
+    refuse_existing(out, force)
     cfg, weights = convert(config, _read_hf_weights(folder))
     model = _checked_model(cfg, weights, folder)
     recipe = Recipe(name=folder.name, model=cfg)
@@ -181,9 +171,7 @@ def import_hf(folder: str | Path, out: str | Path, force: bool = False) -> Path:
         save_weights(model.state_dict(), cfg, run.checkpoints / "best")
         (run.checkpoints / "best" / "COMPLETE").write_text("ok\n")
         run.tokenizer.mkdir()
-        for name in TOKENIZER_FILES:
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, run.tokenizer / name)
+        copy_tokenizer_files(folder, run.tokenizer)
         manifest = run.manifest()
         manifest["imported_from"] = {"path": str(folder.resolve()), "model_type": kind,
                                      "architectures": config.get("architectures", [])}

@@ -15,7 +15,6 @@ import contextlib
 import io
 import json
 import logging
-import shutil
 import warnings
 from pathlib import Path
 
@@ -25,7 +24,9 @@ import torch.nn as nn
 from lmforge import atomic
 from lmforge.errors import UserError
 from lmforge.models.io import find_weights, load_model
-from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
+from lmforge.export import refuse_existing
+from lmforge.tokenizer.load import copy_tokenizer_files, find_tokenizer_dir, load_tokenizer
+from lmforge.tokenizer.specials import STOP_TOKENS
 
 
 class _PastCache:
@@ -93,8 +94,7 @@ def export_onnx(run: str | Path, out: str | Path, force: bool = False, quantize:
     if cfg.ngram_orders:
         raise UserError("model.ngram_orders: a model with n-gram embeddings needs each token's predecessors, "
                         "which the ONNX graph's cache does not carry; train without them to export to ONNX")
-    if out.exists() and not force:
-        raise UserError(f"{out} exists; choose another --out or pass --force to replace it")
+    refuse_existing(out, force)
     inputs, outputs = io_names(cfg.n_layer)
     example_ids = torch.randint(0, cfg.vocab_size, (2, 3))
     example_past = [torch.zeros(2, cfg.kv_heads, 4, cfg.head_dim) for _ in range(2 * cfg.n_layer)]
@@ -112,10 +112,8 @@ def export_onnx(run: str | Path, out: str | Path, force: bool = False, quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
             with _quiet():
                 quantize_dynamic(str(tmp / "model.onnx"), str(tmp / "model.int8.onnx"), weight_type=QuantType.QInt8)
-        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
-            if (tok_dir / name).is_file():
-                shutil.copyfile(tok_dir / name, tmp / name)
-        stops = [i for i in map(tok.token_to_id, ("<|eos|>", "<|end|>")) if i is not None]
+        copy_tokenizer_files(tok_dir, tmp)
+        stops = [i for i in map(tok.token_to_id, STOP_TOKENS) if i is not None]
         (tmp / "onnx_config.json").write_text(json.dumps({
             "inputs": inputs, "outputs": outputs, "n_layer": cfg.n_layer, "kv_heads": cfg.kv_heads,
             "head_dim": cfg.head_dim, "vocab_size": cfg.vocab_size, "context": cfg.max_seq_len,

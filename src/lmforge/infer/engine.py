@@ -28,8 +28,8 @@ from lmforge.infer.template import ChatTemplate
 from lmforge.models.io import find_weights, load_model
 from lmforge.models.registry import family_of
 from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
+from lmforge.tokenizer.specials import STOP_TOKENS
 
-STOP_TOKENS = ("<|eos|>", "<|end|>")   # generation ends at either (plain text / chat turn)
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 

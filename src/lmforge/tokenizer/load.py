@@ -20,6 +20,18 @@ def tokenizer_file(path: Path) -> Path:
     return file
 
 
+# the files of a tokenizer folder, as lmforge writes them and Hugging Face reads them
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+
+def copy_tokenizer_files(src: Path, dst: Path) -> None:
+    """The tokenizer files that `src` has, copied into the existing folder `dst`."""
+    import shutil
+    for name in TOKENIZER_FILES:
+        if (Path(src) / name).is_file():
+            shutil.copyfile(Path(src) / name, Path(dst) / name)
+
+
 def find_tokenizer_dir(path: Path, ckpt: Path | None = None) -> Path:
     """The one place that finds a run's tokenizer: run/tokenizer, found from the run directory
     or from one of its checkpoints (checkpoints/NAME/), or a tokenizer folder itself."""

@@ -7,6 +7,7 @@ SYSTEM, USER, ASSISTANT, END = "<|system|>", "<|user|>", "<|assistant|>", "<|end
 UNK = "<|unk|>"      # only for vocabularies that can miss a character (not byte-level BPE)
 
 SPECIAL_TOKENS = [BOS, EOS, PAD, MASK, SYSTEM, USER, ASSISTANT, END]
+STOP_TOKENS = (EOS, END)   # generation ends at either (end of a text / end of a chat turn)
 
 # <|bos|>, then "<|role|>\ncontent<|end|>\n" per message; a generation prompt opens the assistant turn.
 CHAT_TEMPLATE = (

@@ -80,7 +80,6 @@ class MaskedLM(Objective):
     name = "masked_lm"
 
     def __init__(self, tokenizer, probability: float = 0.15, whole_word: bool = False):
-        vocab = tokenizer.get_vocab(with_added_tokens=True)
         specials = set(tokenizer.get_added_tokens_decoder())
         self.mask_id = tokenizer.token_to_id("<|mask|>")
         if self.mask_id is None:
@@ -90,7 +89,7 @@ class MaskedLM(Objective):
         self.special = torch.zeros(tokenizer.get_vocab_size(with_added_tokens=True), dtype=torch.bool)
         self.special[list(specials)] = True
         self.probability = probability
-        self.starts = word_starts(vocab, specials) if whole_word else None
+        self.starts = word_starts(tokenizer.get_vocab(with_added_tokens=True), specials) if whole_word else None
 
     def mask(self, ids: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
         return mask_tokens(ids, gen, mask_id=self.mask_id, special=self.special, probability=self.probability,

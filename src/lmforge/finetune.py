@@ -1,0 +1,184 @@
+"""The fine-tuning halves of the stages (stages.py calls them when a recipe fine-tunes):
+
+    data       data.conversations -> data/conversations.jsonl (conversations, or preference pairs)
+    tokenizer  model.init_from's tokenizer, copied
+    tokens     each split rendered with the chat template -> tokens/conversations.json
+    train      the base model (model.init_from), the rendered examples, DPO's cached reference
+    evaluate   held-out assistant loss (SFT) or reward accuracy (DPO)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from lmforge import atomic
+from lmforge.data.conversations import read_conversations, read_preferences, render, split
+from lmforge.errors import UserError
+from lmforge.infer.engine import Engine
+from lmforge.models.io import find_weights, load_model
+from lmforge.recipe import Recipe
+from lmforge.rundir import RunDir
+from lmforge.stages import say
+from lmforge.tokenizer.load import copy_tokenizer_files, find_tokenizer_dir, load_tokenizer
+from lmforge.train.objectives.dpo import DPO, reference_logprobs
+from lmforge.train.objectives.sft import assistant_nll
+
+CONVERSATION_SPLITS = ("train", "test", "val")
+
+
+def conversation_data(run: RunDir, recipe: Recipe) -> None:
+    """Fine-tuning data: every example read and checked, kept as data/conversations.jsonl."""
+    t0 = time.time()
+    skipped = {}
+    if recipe.train.objective == "dpo":
+        pairs, n = read_preferences(recipe.data.conversations, recipe.data.skip_identical_pairs)
+        records = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "where": p.where} for p in pairs]
+        skipped = {"skipped_identical_pairs": n}
+    else:
+        records = [{"messages": c.messages, "where": c.where} for c in read_conversations(recipe.data.conversations)]
+    out = run.data / "conversations.jsonl"
+    atomic.write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    run.record_stage("data", time.time() - t0, inputs=[Path(recipe.data.conversations)], outputs=[out],
+                     conversations=len(records), **skipped)
+    say(f"data: {len(records)} {'preference pairs' if recipe.train.objective == 'dpo' else 'conversations'} "
+         f"from {recipe.data.conversations}"
+         + (f" ({skipped['skipped_identical_pairs']} identical pairs left out)" if skipped.get("skipped_identical_pairs") else ""))
+
+
+def base_tokenizer(run: RunDir, recipe: Recipe) -> None:
+    """A model started from another run keeps that run's tokenizer (and its chat template)."""
+    t0 = time.time()
+    base = Path(recipe.model.init_from)
+    source = find_tokenizer_dir(base, find_weights(base))
+    with atomic.atomic_dir(run.tokenizer) as tmp:
+        copy_tokenizer_files(source, tmp)
+    run.record_stage("tokenizer", time.time() - t0, outputs=[run.tokenizer_json], copied_from=str(source),
+                     vocab_size=load_tokenizer(run.tokenizer).get_vocab_size())
+    say(f"tokenizer: {source} (the base model's)")
+
+
+def conversation_tokens(run: RunDir, recipe: Recipe) -> None:
+    """tokens/conversations.json: each split's conversations rendered with the chat template, as
+    token ids and the loss mask made while rendering (data/conversations.py)."""
+    t0 = time.time()
+    tok = load_tokenizer(run.tokenizer)
+    records = conversation_records(run)
+    parts = split(records, tuple(recipe.data.conversation_split))
+
+    def rendered_record(r: dict) -> dict:
+        if "messages" in r:
+            return dict(zip(("ids", "mask"), render(r["messages"], tok)))
+        return {side: dict(zip(("ids", "mask"), render(r["prompt"] + [{"role": "assistant", "content": r[side]}], tok)))
+                for side in ("chosen", "rejected")}
+
+    rendered = {name: [rendered_record(r) for r in part] for name, part in zip(CONVERSATION_SPLITS, parts)}
+    out = run.tokens / "conversations.json"
+    atomic.write_json(out, rendered, indent=None)
+    counts = {f"{name}_conversations": len(rendered[name]) for name in CONVERSATION_SPLITS}
+    run.record_stage("tokens", time.time() - t0, inputs=[run.tokenizer_json], outputs=[out], **counts)
+    say("tokens: " + ", ".join(f"{n:,} {k.split('_')[0]}" for k, n in counts.items()) + " conversations")
+
+
+def conversation_records(run: RunDir) -> list[dict]:
+    return [json.loads(line) for line in (run.data / "conversations.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def conversation_examples(run: RunDir) -> dict[str, list]:
+    """Each split's rendered examples: (ids, mask) per conversation, or ((ids, mask), (ids, mask))
+    per preference pair (chosen, rejected)."""
+    path = run.tokens / "conversations.json"
+    if not path.is_file():
+        raise UserError(f"{run.path}: no rendered conversations (tokens/conversations.json); "
+                        f"set data.conversations and run `lmforge prepare {run.path}`")
+    raw = json.loads(path.read_text())
+
+    def example(e: dict):
+        if "ids" in e:
+            return e["ids"], e["mask"]
+        return (e["chosen"]["ids"], e["chosen"]["mask"]), (e["rejected"]["ids"], e["rejected"]["mask"])
+
+    return {name: [example(e) for e in raw[name]] for name in CONVERSATION_SPLITS}
+
+
+def dpo_reference(run: RunDir, model, examples: dict, seq_len: int, pad_id: int) -> dict:
+    """The starting model's log-probabilities of every pair, computed once and kept in
+    tokens/dpo_reference.json (a resumed run must not take them from its trained weights)."""
+    path = run.tokens / "dpo_reference.json"
+    if not path.is_file():
+        say("train: reference log-probabilities of the starting model (once, cached)")
+        atomic.write_json(path, {name: reference_logprobs(model, examples[name], seq_len, pad_id)
+                                 for name in CONVERSATION_SPLITS}, indent=None)
+    cached = json.loads(path.read_text())
+    return {f"{name}_reference": cached[name] for name in ("train", "val", "test")}
+
+
+def base_model(recipe: Recipe):
+    """The model `model.init_from` names, in training mode, with its own config: keys the recipe
+    sets besides init_from would be silently ignored, so they are refused."""
+    defaults = type(recipe.model)(arch=recipe.model.arch, init_from=recipe.model.init_from)
+    changed = [f.name for f in fields(recipe.model) if getattr(recipe.model, f.name) != getattr(defaults, f.name)]
+    if changed:
+        raise UserError(f"model.{changed[0]} is taken from model.init_from ({recipe.model.init_from}); "
+                        f"remove it from the recipe")
+    find_weights(recipe.model.init_from)
+    return load_model(recipe.model.init_from, arch=recipe.model.arch).train()
+
+
+def evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
+    """Held-out (test split) loss on the assistant's tokens, before and after; the first test
+    prompts answered by the base model and the fine-tuned one, side by side."""
+    ec = recipe.eval
+    tok = load_tokenizer(run.tokenizer)
+    test = conversation_examples(run)["test"]
+    pad = tok.token_to_id("<|pad|>") or 0
+    base = load_model(recipe.model.init_from) if recipe.model.init_from else None
+    result = {"sft_loss_after": round(assistant_nll(model, test, pad, window), 5),
+              "sft_loss_before": None if base is None else round(assistant_nll(base, test, pad, window), 5),
+              "test_conversations": len(test)}
+    conversations = [r["messages"] for r in conversation_records(run)]
+    prompts = [c[:max(i for i, m in enumerate(c) if m["role"] == "assistant")]
+               for c in split(conversations, tuple(recipe.data.conversation_split))[1][:ec.samples]]
+    engines = {"tuned": Engine(model, tok, copy_model=False)}
+    if base is not None:
+        engines["base"] = Engine(base, tok, copy_model=False)
+    try:
+        result["samples"] = [{"prompt": p[-1]["content"],
+                              **{name: e.chat(p, max_tokens=ec.sample_tokens, temperature=0.0).text
+                                 for name, e in engines.items()}} for p in prompts]
+    finally:
+        for e in engines.values():
+            e.close()
+    before = result["sft_loss_before"]
+    say(f"evaluate: held-out assistant-token loss {result['sft_loss_after']:.3f}"
+         + (f" (base model: {before:.3f})" if before is not None else ""))
+    return result
+
+
+def evaluate_dpo(run: RunDir, recipe: Recipe, model, window: int) -> dict:
+    """Held-out (test split) pairs: how often the tuned model's implicit reward prefers the chosen
+    answer. Before training policy and reference are one model, every margin is 0: 0.5 by construction."""
+    tok = load_tokenizer(run.tokenizer)
+    examples = conversation_examples(run)
+    reference = json.loads((run.tokens / "dpo_reference.json").read_text())["test"]
+    objective = DPO([], examples["test"], [], reference, pad_id=tok.token_to_id("<|pad|>") or 0,
+                    beta=recipe.train.dpo_beta)
+    totals, n = {}, 0
+    with torch.no_grad():
+        model.eval()
+        for batch in objective.val_batches(None, window, 0, 8, 0):
+            _, metrics = objective.loss(model, batch)
+            rows = batch["reference"].shape[0]
+            for k, v in metrics.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * rows
+            n += rows
+    result = {"reward_accuracy_before": 0.5, "reward_accuracy_after": round(totals["reward_accuracy"] / n, 4),
+              "reward_margin_after": round(totals["reward_margin"] / n, 4),
+              "chosen_logprob_after": round(totals["chosen_logprob"] / n, 3),
+              "rejected_logprob_after": round(totals["rejected_logprob"] / n, 3), "test_pairs": n}
+    say(f"evaluate: held-out reward accuracy {result['reward_accuracy_after']:.3f} (0.5 before training)")
+    return result
