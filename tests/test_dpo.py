@@ -62,7 +62,7 @@ def test_dpo_run_raises_held_out_reward_accuracy_and_caches_the_reference(tiny_r
     run = tmp_path / "run"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["data"]["skipped_identical_pairs"] == 2 and manifest["stages"]["data"]["conversations"] == 40
-    result = json.loads((run / "eval" / "pretrain.json").read_text())
+    result = json.loads((run / "eval" / "dpo.json").read_text())
     assert result["reward_accuracy_before"] == 0.5 and result["reward_accuracy_after"] >= 0.75
     reference = json.loads((run / "tokens" / "dpo_reference.json").read_text())
     assert [len(reference[s]) for s in ("train", "test", "val")] == [34, 4, 2]

@@ -58,7 +58,7 @@ def test_an_objective_the_family_cannot_train_is_one_line_and_writes_nothing(tmp
                   "--set", "model.preset=bert-mini", "--set", "train.objective=causal_lm")
     assert out.returncode == 2
     assert out.stderr.strip() == ("lmforge: error: train.objective = 'causal_lm' cannot train "
-                                  "model.arch = 'bert' (it trains: masked_lm)")
+                                  "model.arch = 'bert' (it trains: masked_lm, classify)")
     assert not (tmp_path / "r").exists()
     out = lmforge("run", str(REPO / "recipes" / "lstm.toml"), "--out", str(tmp_path / "r"),
                   "--set", "train.objective=masked_lm")

@@ -33,7 +33,7 @@ def test_sft_lowers_the_held_out_assistant_loss_and_keeps_the_base_tokenizer(tin
     out = lmforge("run", str(recipe), "--out", str(tmp_path / "run"))
     assert out.returncode == 0, out.stderr[-2000:]
     run = tmp_path / "run"
-    result = json.loads((run / "eval" / "pretrain.json").read_text())
+    result = json.loads((run / "eval" / "sft.json").read_text())
     assert result["objective"] == "sft" and result["test_conversations"] == 6
     assert result["sft_loss_after"] < result["sft_loss_before"] - 1.0
     assert len(result["samples"]) == 2 and {"prompt", "base", "tuned"} <= set(result["samples"][0])

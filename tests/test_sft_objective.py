@@ -54,10 +54,12 @@ def test_batches_are_reproducible_and_cover_every_window_each_pass():
     objective = SFT(examples, examples[:2], pad_id=0, seq_len=12)
     batches = objective.train_batches(None, 12, 2, seed=3)
     assert torch.equal(batches.get(4, 0)["input_ids"], batches.get(4, 0)["input_ids"])
-    per_pass = len(batches.windows) // 2
+    windows = pack([len(ids) for ids, _ in examples], 12)
+    assert batches.n_items == len(windows)
+    per_pass = len(windows) // 2
     seen = {tuple(batches.get(s, 0)["input_ids"][r].tolist()) for s in range(per_pass) for r in range(2)}
     assert len(seen) == len({tuple(window_batch(examples, [w], 12, 0)["input_ids"][0].tolist())
-                             for w in batches.windows})
+                             for w in windows})
     assert objective.truncated == 6                        # the 15-token example, six times
     model = Transformer(LlamaConfig(preset="tiny", vocab_size=64, max_seq_len=16))
     loss, _ = objective.loss(model, batches.get(0, 0))

@@ -15,6 +15,7 @@ from pathlib import Path
 from lmforge.errors import UserError
 
 QUICKSTART_RECIPE = "quickstart.toml"
+QUICKSTART_CHAT_RECIPE = "quickstart_chat.toml"
 
 
 def _recipes_dir() -> Path:
@@ -53,27 +54,43 @@ def _reset_run(run_path: Path) -> None:
         shutil.rmtree(run_path / name, ignore_errors=True)
 
 
-def _next_steps(run: Path) -> str:
-    return (f"\nEverything is in {run}/ (report.html, model_card.md, eval/pretrain.json, "
-            f"checkpoints/, data/data_card.md).\nNext:\n"
-            f"  lmforge generate {run} --prompt 'The list' --max-tokens 60\n"
-            f"  lmforge chat {run}\n"
-            f"  lmforge serve {run}            # OpenAI-compatible API + web chat on http://127.0.0.1:8000\n"
-            f"  lmforge info {run}\n")
+def _next_steps(rundir) -> str:
+    run = rundir.path
+    result = rundir.own_result.relative_to(run)
+    head = (f"\nEverything is in {run}/ (report.html, model_card.md, {result}, "
+            f"checkpoints/, data/data_card.md).\nNext:\n")
+    if result.stem == "classify":
+        return head + (f"  lmforge classify {run} --text 'a text to label'\n"
+                       f"  lmforge serve {run}            # POST /v1/classify on http://127.0.0.1:8000\n"
+                       f"  lmforge info {run}\n")
+    return head + (f"  lmforge generate {run} --prompt 'The list' --max-tokens 60\n"
+                   f"  lmforge chat {run}\n"
+                   f"  lmforge serve {run}            # OpenAI-compatible API + web chat on http://127.0.0.1:8000\n"
+                   f"  lmforge info {run}\n")
 
 
 # ---------------------------------------------------------------------------- verbs
-def cmd_run(args) -> None:
+def _run_recipe(args):
     from lmforge import stages
     args.run = args.out or f"runs/{Path(args.recipe).stem}"
     run, recipe = _open_or_create(args, args.recipe)
     stages.run_all(run, recipe, force=args.force, workers=args.workers)
-    print(_next_steps(run.path))
+    return run
+
+
+def cmd_run(args) -> None:
+    print(_next_steps(_run_recipe(args)))
 
 
 def cmd_quickstart(args) -> None:
-    args.recipe = str(_recipes_dir() / QUICKSTART_RECIPE)
-    cmd_run(args)
+    """Pre-train on Python's docs and source into OUT-base, then fine-tune that to chat into OUT
+    (--set applies to the pre-training)."""
+    out = Path(args.out)
+    base = out.parent / f"{out.name}-base"
+    args.recipe, args.out = str(_recipes_dir() / QUICKSTART_RECIPE), str(base)
+    _run_recipe(args)
+    args.recipe, args.out, args.set = str(_recipes_dir() / QUICKSTART_CHAT_RECIPE), str(out), [f"model.init_from={base}"]
+    print(_next_steps(_run_recipe(args)))
 
 
 def cmd_prepare(args) -> None:
@@ -129,6 +146,21 @@ def cmd_fill_mask(args) -> None:
         print(f"mask {i + 1}: " + "  ".join(f"{tok!r} {p:.3f}" for tok, p in candidates))
 
 
+def cmd_classify(args) -> None:
+    from lmforge.infer.classifier import Classifier
+    texts = list(args.text or [])
+    if args.file:
+        texts += [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        raise UserError("classify needs --text TEXT (repeatable) or --file FILE (one text per line)")
+    classifier = Classifier.from_run(args.run)
+    for text, result in zip(texts, classifier.classify(texts)):
+        if args.json:
+            print(json.dumps({"text": text, **result}, ensure_ascii=False))
+        else:
+            print(f"{result['label']}\t{result['scores'][result['label']]:.3f}\t{text}")
+
+
 def cmd_export(args) -> None:
     out = Path(args.out or f"{args.run.rstrip('/')}-{args.format}")
     if args.quantize and args.format != "onnx":
@@ -148,6 +180,12 @@ def cmd_export(args) -> None:
     from lmforge.export.hf import export_hf
     export_hf(args.run, out, force=args.force)
     print(f"wrote {out}/ (load it with transformers' AutoModelFor*.from_pretrained and AutoTokenizer)")
+
+
+def cmd_merge(args) -> None:
+    from lmforge.models.lora import merge_run
+    out = merge_run(args.run, args.out, force=args.force)
+    print(f"wrote {out}/ (the adapter folded into the base weights); try `lmforge generate {out} --prompt ...`")
 
 
 def cmd_import(args) -> None:
@@ -207,10 +245,10 @@ def _require_generative(path: str) -> None:
 
 
 def cmd_serve(args) -> None:
-    from lmforge.serve.app import serve
+    from lmforge.serve.app import holds_classifier, serve
     if not args.sagemaker and not Path(args.run or "").exists():
         raise UserError(f"run directory not found: {args.run}")
-    if args.run:
+    if args.run and not holds_classifier(args.run):
         _require_generative(args.run)
     serve(args.run, host=args.host, port=args.port, api_key=args.api_key, rate_limit=args.rate_limit,
           max_tokens_limit=args.max_tokens_limit, cors_origins=args.cors_origin or None,
@@ -229,15 +267,18 @@ def cmd_info(args) -> None:
     for stage, rec in manifest.get("stages", {}).items():
         extra = {k: v for k, v in rec.items() if k not in ("seconds", "finished", "inputs", "outputs")}
         print(f"stage      {stage:<10} {rec['seconds']:>8.1f}s  " + ", ".join(f"{k}={v}" for k, v in extra.items()))
-    res_path = run.eval_result("pretrain")
+    res_path = run.own_result
     if res_path.exists():
         res = json.loads(res_path.read_text())
         if "mlm_accuracy" in res:
             print(f"results    masked-LM accuracy {res['mlm_accuracy']} (unigram baseline "
                   f"{res['unigram_mlm_accuracy']}), pseudo-perplexity {res['pseudo_perplexity']}")
-        else:
+        elif "bits_per_byte" in res:
             print(f"results    val loss {res['val_loss']}, bits/byte {res['bits_per_byte']} "
                   f"(gzip {res['gzip_bits_per_byte']}, xz {res['xz_bits_per_byte']})")
+        else:   # a fine-tuning task's measurement
+            print("results    " + ", ".join(f"{k} {v}" for k, v in res.items()
+                                            if isinstance(v, (int, float)) and not isinstance(v, bool)))
     from lmforge.models.io import list_steps
     ckpts = [p.name for p in list_steps(run.checkpoints)]
     if (run.checkpoints / "best").exists():
@@ -310,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, recipe=False)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("quickstart", help="the built-in end-to-end run on Python's own documentation")
+    p = sub.add_parser("quickstart", help="the built-in end-to-end run: pre-train on Python's own docs and "
+                                          "source (OUT-base), fine-tune to chat (OUT)")
     p.add_argument("--out", default="runs/quickstart")
     p.add_argument("--workers", type=int, default=None)
     _common(p, recipe=False)
@@ -352,6 +394,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", required=True, help="text with one or more <|mask|> (or [MASK]) tokens")
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=cmd_fill_mask)
+
+    p = sub.add_parser("merge", help="fold a LoRA run's adapter into full weights")
+    p.add_argument("run")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("classify", help="a classifier run's label for each text")
+    p.add_argument("run")
+    p.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    p.add_argument("--file", help="a file of texts, one per line")
+    p.add_argument("--json", action="store_true", help="one JSON object per text, with every label's probability")
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("chat", help="interactive chat in the terminal")
     p.add_argument("run")

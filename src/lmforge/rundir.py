@@ -85,6 +85,10 @@ class RunDir:
         return self.tokens / VAL_TEXT
     def eval_result(self, name: str) -> Path: return self.eval / f"{name}.json"
     @property
+    def own_result(self) -> Path:
+        """What the evaluate stage wrote: eval/pretrain.json, or a fine-tuning task's eval/<task>.json."""
+        return self.eval_result(self.manifest().get("stages", {}).get("evaluate", {}).get("result", "pretrain"))
+    @property
     def model_card(self) -> Path: return self.path / "model_card.md"
     @property
     def report(self) -> Path: return self.path / "report.html"

@@ -28,6 +28,11 @@ from lmforge.rundir import RunDir
 ORDER = ["data", "tokenizer", "tokens", "train", "evaluate", "report"]
 
 
+def _task(recipe: Recipe):
+    from lmforge.finetune import task_for
+    return task_for(recipe)
+
+
 def say(msg: str) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"lmforge: {msg}", flush=True)
@@ -56,9 +61,9 @@ def _require(run: RunDir, stage: str, needed: str) -> None:
 def data(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None = None) -> None:
     if not _begin(run, "data", force):
         return
-    if recipe.data.conversations:
-        from lmforge import finetune
-        return finetune.conversation_data(run, recipe)
+    task = _task(recipe)
+    if task is not None:
+        return task.data(run, recipe)
     from lmforge.data.pipeline import run_pipeline
     t0 = time.time()
     say("data: collecting and cleaning documents")
@@ -116,8 +121,8 @@ def tokenizer(run: RunDir, recipe: Recipe, force: bool = False) -> None:
     if not _begin(run, "tokenizer", force):
         return
     if recipe.model.init_from:
-        from lmforge import finetune
-        return finetune.base_tokenizer(run, recipe)
+        from lmforge.finetune import base_tokenizer
+        return base_tokenizer(run, recipe)
     from lmforge.tokenizer.train import train_tokenizer
     t0 = time.time()
     say(f"tokenizer: training {recipe.tokenizer.kind}, vocab {recipe.tokenizer.vocab_size}")
@@ -130,9 +135,9 @@ def tokens(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None
     _require(run, "tokens", "tokenizer")
     if not _begin(run, "tokens", force):
         return
-    if recipe.data.conversations:
-        from lmforge import finetune
-        return finetune.conversation_tokens(run, recipe)
+    task = _task(recipe)
+    if task is not None:
+        return task.tokens(run, recipe)
     from lmforge.tokenizer.shards import encode_shards
     t0 = time.time()
     meta = encode_shards(run.tokenizer, run.data / "documents.jsonl", run.tokens,
@@ -156,7 +161,7 @@ def model_config_for(recipe: Recipe, vocab_size: int):
 
 
 def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False) -> None:
-    from lmforge import finetune
+    from lmforge.finetune import base_model
     from lmforge.models.io import list_steps
     from lmforge.models.registry import build_model, family_of
     from lmforge.tokenizer.shards import read_shards
@@ -192,15 +197,16 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
         tc = replace(tc, grad_accum=tc.grad_accum // info.world)
         tokenizer = _tokenizer(run)
         examples = None
-        if tc.objective in ("sft", "dpo"):
-            examples = finetune.conversation_examples(run)
+        task = _task(recipe)
+        if task is not None:
+            examples = task.examples(run)
             train_tokens = val_tokens = None
             vocab = tokenizer.get_vocab_size()
         else:
             train_tokens, val_tokens, meta = read_shards(run.tokens)
             vocab = meta["vocab_size"]
         torch.manual_seed(recipe.seed)
-        model = finetune.base_model(recipe) if recipe.model.init_from else build_model(model_config_for(recipe, vocab))
+        model = base_model(recipe) if recipe.model.init_from else build_model(model_config_for(recipe, vocab))
         mcfg = model.cfg
         seq_len = tc.seq_len or mcfg.max_seq_len
         if seq_len > mcfg.max_seq_len:
@@ -209,8 +215,10 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
             if arr is not None and len(arr) < seq_len + 2:
                 raise UserError(f"the {name} split has {len(arr)} tokens, fewer than one window of "
                                 f"{seq_len}; add data or lower train.seq_len")
-        if tc.objective == "dpo":
-            examples.update(finetune.dpo_reference(run, model, examples, seq_len, tokenizer.token_to_id("<|pad|>") or 0))
+        if task is not None:
+            task.before_training(run, recipe, model, examples, seq_len, tokenizer)
+        if tc.adapter == "lora":
+            _attach_lora(model, recipe)
         objective = build_objective(tc.objective, model, tokenizer, tc, examples=examples)
         try:
             batches = objective.train_batches(train_tokens, seq_len, tc.batch_size, recipe.seed, tc.grad_accum,
@@ -248,10 +256,28 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
                              steps=state.step, tokens=state.tokens, train_seconds=round(state.train_seconds, 2),
                              best_val_loss=state.best_val_loss, parameters=n_params, world_size=info.world,
                              arch=mcfg.arch, objective=objective.name, init_from=recipe.model.init_from or None,
-                             **({"truncated_examples": objective.truncated} if tc.objective == "sft" else {}))
+                             trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                             adapter=tc.adapter or None,
+                             **objective.summary())
             say(f"train: {state.step} steps, best val loss {state.best_val_loss:.4f}")
     finally:
         distributed.teardown(info)
+
+
+def _attach_lora(model, recipe: Recipe) -> None:
+    from lmforge.models.io import find_weights
+    from lmforge.models.lora import LoraSpec, add_lora
+    tc = recipe.train
+    if not recipe.model.init_from:
+        raise UserError("train.adapter = 'lora' adapts a model: set model.init_from")
+    if tc.objective == "classify":
+        raise UserError("train.adapter = 'lora' with train.objective = 'classify' is not supported: the new head "
+                        "would need saving beside the adapter; use train.train_layers instead")
+    base = str(find_weights(recipe.model.init_from).resolve())
+    names = add_lora(model, LoraSpec(tc.lora_rank, tc.lora_alpha, tc.lora_dropout, list(tc.lora_targets), base))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    say(f"train: LoRA rank {tc.lora_rank} on {len(names)} layers ({', '.join(sorted(set(n.rsplit('.', 1)[-1] for n in names)))}); "
+         f"{trainable / 1e6:.3f}M parameters train")
 
 
 class LiveSampler:
@@ -290,21 +316,21 @@ def compression_bits_per_byte(text: bytes) -> dict:
 def evaluate(run: RunDir, recipe: Recipe, force: bool = False) -> dict:
     """eval/pretrain.json: bits per byte against gzip and xz for language models; masked-LM
     accuracy against a unigram baseline, and pseudo-log-likelihood, for encoders; held-out
-    assistant loss (SFT) or reward accuracy (DPO) for fine-tuned runs (finetune.py)."""
+    the fine-tuning task's own measurement, in eval/<task>.json, for fine-tuned runs (finetune/)."""
     from lmforge.models.io import load_model
     from lmforge.tokenizer.shards import read_shards
 
     _require(run, "evaluate", "train")
-    out_path = run.eval_result("pretrain")
+    task = _task(recipe)
+    out_path = run.eval_result(task.result if task is not None else "pretrain")
     if not _begin(run, "evaluate", force) and out_path.exists():
         return json.loads(out_path.read_text())
     t0 = time.time()
     model = load_model(run.path, arch=recipe.model.arch)
     window = recipe.train.seq_len or model.cfg.max_seq_len
     objective = recipe.train.objective
-    if objective in ("sft", "dpo"):
-        from lmforge import finetune
-        result = (finetune.evaluate_sft if objective == "sft" else finetune.evaluate_dpo)(run, recipe, model, window)
+    if task is not None:
+        result = task.evaluate(run, recipe, model, window)
     else:
         train_tokens, val_tokens, meta = read_shards(run.tokens)
         if objective == "masked_lm":
@@ -313,8 +339,9 @@ def evaluate(run: RunDir, recipe: Recipe, force: bool = False) -> dict:
             result = _evaluate_language_model(run, recipe, model, val_tokens, meta, window)
     result = {"arch": model.cfg.arch, "objective": objective, **result}
     atomic.write_json(out_path, result)
-    headline = ("bits_per_byte", "mlm_accuracy", "sft_loss_after", "reward_accuracy_after")
-    run.record_stage("evaluate", time.time() - t0, outputs=[out_path], **{k: result[k] for k in headline if k in result})
+    headline = ("bits_per_byte", "mlm_accuracy", "sft_loss_after", "reward_accuracy_after", "accuracy")
+    run.record_stage("evaluate", time.time() - t0, outputs=[out_path], result=out_path.stem,
+                     **{k: result[k] for k in headline if k in result})
     return result
 
 

@@ -156,6 +156,15 @@ class DataConfig:
     conversations: str = ""
     conversation_split: list[float] = field(default_factory=lambda: [0.85, 0.1, 0.05])
     skip_identical_pairs: bool = False   # dpo: leave out (and count) pairs whose chosen equals rejected
+    # classify: labelled texts (.tsv/.csv/.jsonl, data/labelled.py); validation (model selection) and
+    # test (the report) from their own files, or split from `labelled` by `conversation_split`
+    labelled: str = ""
+    labelled_val: str = ""
+    labelled_test: str = ""
+    text_column: str = "text"
+    label_column: str = "label"
+    label_names: dict[str, str] = field(default_factory=dict)   # display names: {"0" = "negative", ...}
+    max_examples: int = 0            # classify: training examples kept at most (0 = all), in file order
     steps: list[StepName] = field(default_factory=lambda: ["normalize", "exact_dedup", "pii"])
     min_chars: int = 1               # documents shorter than this (after cleaning) are removed
     max_docs: int = 0                # 0 = no limit (per source)
@@ -181,5 +190,8 @@ class DataConfig:
                 min(self.conversation_split) < 0:
             raise ValueError(f"conversation_split: got {self.conversation_split}, expected three shares "
                              f"(train, test, validation) that sum to 1")
-        if self.min_chars < 0 or self.max_docs < 0:
-            raise ValueError("min_chars and max_docs must be >= 0")
+        if bool(self.labelled_val) != bool(self.labelled_test):
+            raise ValueError("labelled_val and labelled_test: give both files or neither (then both are "
+                             "split from `labelled`)")
+        if self.min_chars < 0 or self.max_docs < 0 or self.max_examples < 0:
+            raise ValueError("min_chars, max_docs and max_examples must be >= 0")

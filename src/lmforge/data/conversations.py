@@ -90,8 +90,11 @@ def _objects(path: Path) -> list[tuple[object, str]]:
 
 
 def read_conversations(path: str | Path) -> list[Conversation]:
-    """Every example of a .jsonl or .json file; a bad one is an error naming file and line."""
-    return [Conversation(to_messages(obj, where), where) for obj, where in _objects(Path(path))]
+    """Every example of a .jsonl or .json file (or of the built-in python_qa set); a bad one is an
+    error naming file and line."""
+    from lmforge.data import python_qa
+    examples = python_qa.stdlib_qa() if str(path) == python_qa.NAME else _objects(Path(path))
+    return [Conversation(to_messages(obj, where), where) for obj, where in examples]
 
 
 def render(messages: list[dict], tokenizer) -> tuple[list[int], list[bool]]:

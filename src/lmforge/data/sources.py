@@ -54,11 +54,13 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def module_docstrings(path: Path) -> str:
-    """Every docstring of one module as prose, found by parsing (never importing) the file."""
+def documented(path: Path) -> list[tuple[str, str, str]]:
+    """(qualified name, "module" | "class" | "function", docstring) of one module's documented
+    public objects, in file order, found by parsing (never importing) the file."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
     module = _module_name(path)
-    blocks = []
+    doc = ast.get_docstring(tree)
+    found = [(module, "module", doc)] if doc else []
 
     def visit(node, prefix: str) -> None:
         for child in ast.iter_child_nodes(node):
@@ -68,14 +70,17 @@ def module_docstrings(path: Path) -> str:
                 name = f"{prefix}.{child.name}"
                 doc = ast.get_docstring(child)
                 if doc:
-                    blocks.append(f"{name}\n{doc}")
+                    found.append((name, "class" if isinstance(child, ast.ClassDef) else "function", doc))
                 visit(child, name)
 
-    doc = ast.get_docstring(tree)
-    if doc:
-        blocks.append(f"Module {module}\n{doc}")
     visit(tree, module)
-    return "\n\n".join(blocks)
+    return found
+
+
+def module_docstrings(path: Path) -> str:
+    """Every docstring of one module as prose."""
+    return "\n\n".join(f"Module {name}\n{doc}" if kind == "module" else f"{name}\n{doc}"
+                       for name, kind, doc in documented(path))
 
 
 class Source:

@@ -25,6 +25,7 @@ from lmforge.infer.request import Delta, Done, Event, Failed, GenerationResult, 
 from lmforge.infer.sampling import SamplingParams
 from lmforge.infer.scheduler import Scheduler
 from lmforge.infer.template import ChatTemplate
+from lmforge.models import lora
 from lmforge.models.io import find_weights, load_model
 from lmforge.models.registry import family_of
 from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
@@ -76,6 +77,8 @@ class Engine:
         dtype = parse_dtype(dtype)
         self.source = model if copy_model else None
         private = copy.deepcopy(model) if copy_model else model
+        if lora.has_lora(private):
+            lora.merge_lora(private)     # the engine's own copy: one matrix per layer, as the kernels want
         private = private.to(device=device, dtype=dtype) if dtype else private.to(device)
         self.model = private.eval().requires_grad_(False)
         self.decoder = family.decoder(self.model)
@@ -111,8 +114,11 @@ class Engine:
         stamp = self._source_stamp()
         if stamp == self._copied:
             return
-        for mine, theirs in zip(self.model.parameters(), self.source.parameters()):
-            mine.copy_(theirs)
+        source = self.source.state_dict()
+        if lora.has_lora(self.source):
+            source = lora.merged_weights(source, source, self.source.lora.scaling)
+        for name, mine in self.model.named_parameters():
+            mine.copy_(source[name])
         if self.int8:
             self.decoder.quantize_int8()
         self._copied = stamp

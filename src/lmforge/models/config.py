@@ -8,7 +8,7 @@ that names the family, and the resolved recipe lists exactly that family's field
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
 from lmforge.errors import UserError
@@ -26,6 +26,8 @@ class ModelConfig:
     dropout: float = 0.0
     tie_embeddings: bool = False
     init_std: float = 0.02
+    labels: list[str] = field(default_factory=list)   # a classifier's label names (set from the data by
+                                                      # train.objective = "classify"; empty: no head)
 
     PRESETS: ClassVar[dict[str, dict]] = {}
 

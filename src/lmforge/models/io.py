@@ -3,6 +3,10 @@
     model.safetensors     weights under the family's names (a tied weight stored once, as HF does)
     model_config.json     the resolved config, with its `arch`: loading builds that family
 
+or, for a LoRA run, the adapter in PEFT's layout next to the base's model_config.json
+(adapter_config.json + adapter_model.safetensors, models/lora.py): loading builds the base
+named in adapter_config.json and attaches the adapter; `read_weights` gives the merged weights.
+
 A checkpoint written before families existed has no `arch` and loads as `llama`.
 """
 
@@ -18,8 +22,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from lmforge.errors import UserError
+from lmforge.models import lora
 from lmforge.models.config import ModelConfig
-from lmforge.models.registry import build_model, families
+from lmforge.models.registry import build_model, families, get_family
 
 STEP_PREFIX = "step-"
 
@@ -61,8 +66,14 @@ def tied_names(cfg: ModelConfig) -> tuple[tuple[str, str], ...]:
     return _tied(config_to_json(cfg))
 
 
-def save_weights(weights: dict[str, torch.Tensor], cfg: ModelConfig, out_dir: Path) -> None:
-    """Write model.safetensors + model_config.json into an existing directory."""
+def save_weights(weights: dict[str, torch.Tensor], cfg: ModelConfig, out_dir: Path,
+                 adapter: "lora.LoraSpec | None" = None) -> None:
+    """Write model.safetensors + model_config.json into an existing directory; with `adapter`,
+    only the adapter's tensors, in PEFT's layout."""
+    if adapter is not None:
+        lora.save_adapter(weights, adapter, "CAUSAL_LM" if get_family(cfg.arch).generative else None, out_dir)
+        (out_dir / "model_config.json").write_text(config_to_json(cfg))
+        return
     sd = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     for duplicate, _ in tied_names(cfg):
         sd.pop(duplicate, None)
@@ -71,7 +82,11 @@ def save_weights(weights: dict[str, torch.Tensor], cfg: ModelConfig, out_dir: Pa
 
 
 def read_weights(ckpt: Path, cfg: ModelConfig, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The checkpoint's state dict with every tied name filled in (what load_state_dict wants)."""
+    """The checkpoint's state dict with every tied name filled in (what load_state_dict wants);
+    for an adapter checkpoint, the base's weights with the adapter merged in."""
+    if lora.is_adapter(ckpt):
+        spec, adapter = lora.read_adapter(ckpt)
+        return lora.merged_weights(read_weights(find_weights(spec.base), cfg, device), adapter, spec.scaling)
     try:
         sd = load_file(str(ckpt / "model.safetensors"), device=str(device))
     except (SafetensorError, OSError) as e:
@@ -96,17 +111,21 @@ def list_steps(ckpt_root: Path) -> list[Path]:
     return sorted(steps, key=lambda p: p.name)
 
 
+def _holds_weights(ckpt: Path) -> bool:
+    return (ckpt / "model.safetensors").is_file() or lora.is_adapter(ckpt)
+
+
 def find_weights(path: str | Path) -> Path:
     """Resolve a run directory or checkpoint directory to the checkpoint to load.
 
     For a run directory: checkpoints/best if present, else the newest step."""
     path = Path(path)
-    if (path / "model.safetensors").is_file():
+    if _holds_weights(path):
         return path
     root = path / "checkpoints"
     if not path.exists():
         raise UserError(f"not found: {path}")
-    if (root / "best" / "model.safetensors").is_file():
+    if _holds_weights(root / "best"):
         return root / "best"
     steps = [s for s in list_steps(root) if (s / "COMPLETE").exists()]
     if steps:
@@ -122,6 +141,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     ckpt = find_weights(path)
     if arch is not None:
         check_arch(ckpt, arch)
+    if lora.is_adapter(ckpt):
+        spec, adapter = lora.read_adapter(ckpt)
+        model = load_model(spec.base, device)
+        lora.add_lora(model, spec)
+        load_adapter_weights(model, adapter, ckpt)
+        return (model.to(dtype) if dtype is not None else model).eval()
     cfg = read_model_config(ckpt)
     with torch.device(device):
         model = build_model(cfg)   # buffers (RoPE tables) are built here; the weights are overwritten
@@ -129,3 +154,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     if dtype is not None:
         model = model.to(dtype)
     return model.eval()
+
+
+def load_adapter_weights(model: torch.nn.Module, adapter: dict[str, torch.Tensor], ckpt: Path) -> None:
+    """Load an adapter's tensors into a model with the same adapters attached; every one must fit."""
+    expected = {k for k in model.state_dict() if ".lora_A." in k or ".lora_B." in k}
+    if set(adapter) != expected:
+        raise UserError(f"the adapter in {ckpt} does not fit the model: "
+                        f"{len(set(adapter) - expected)} unexpected and {len(expected - set(adapter))} missing tensors")
+    model.load_state_dict(adapter, strict=False)

@@ -11,14 +11,19 @@ so no module outside models/ asks for a family by name:
   param_roles   model -> {parameter name: role}; the optimizers split by role, not by name
   fsdp_units    model -> the submodules FSDP shards one by one (the root is sharded last)
   decoder       model -> the engine's decode kernel (fast where the family has one)
+  blocks        model -> its layers in order (fine-tuning trains "the last N blocks")
+  features      (model, input_ids, attention_mask) -> one vector per sequence, what a classifier
+                head reads: the last real token's state (causal), the mean over real tokens (bert)
   describe      config -> one line for the model card
   to_hf         (config, weights) -> (HF config.json, HF state dict) of the standard architecture
                 that computes the same function; None: the family has none
   from_hf       {HF model_type: (config.json, HF state dict) -> (config, weights)} it can import
 
 Parameter roles: "matrix" (hidden 2-D weights: Muon's, and AdamW's weight decay),
-"embedding", "head", "vector" (norm weights and biases) and "table" (hashed n-gram
-tables, with their own weight decay).
+"embedding", "head", "vector" (norm weights and biases), "table" (hashed n-gram
+tables, with their own weight decay) and "adapter" (LoRA's matrices, AdamW's). A
+classifier head (models/classifier.py) is a "head" and LoRA's matrices are "adapter"s
+in every family, so those two rules live here rather than in each family.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import torch
 import torch.nn as nn
 
 from lmforge.models.config import ModelConfig
 
-ROLES = ("matrix", "embedding", "head", "vector", "table")
+ROLES = ("matrix", "embedding", "head", "vector", "table", "adapter")
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class Family:
     fsdp_units: Callable[[nn.Module], list[nn.Module]]
     decoder: Callable[[nn.Module], object] | None
     describe: Callable[[ModelConfig], str]
+    blocks: Callable[[nn.Module], list[nn.Module]]
+    features: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
     to_hf: Callable[[ModelConfig, dict], tuple[dict, dict]] | None = None
     from_hf: dict[str, Callable[[dict, dict], tuple[ModelConfig, dict]]] = field(default_factory=dict)
 
@@ -89,8 +97,16 @@ def hf_importable() -> list[str]:
     return sorted({kind for fam in families().values() for kind in fam.from_hf})
 
 
+HEAD_PREFIX = "score."   # the classifier head's parameters (HF's name for it in causal models)
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
-    return get_family(cfg.arch).build(cfg)
+    """The family's model; with `cfg.labels`, a classifier head on top (models/classifier.py)."""
+    model = get_family(cfg.arch).build(cfg)
+    if cfg.labels:
+        from lmforge.models.classifier import add_head
+        add_head(model, cfg.labels)
+    return model
 
 
 def roles_by_name(model: nn.Module, rules: Callable[[str, nn.Parameter], str]) -> dict[str, str]:
@@ -101,7 +117,12 @@ def roles_by_name(model: nn.Module, rules: Callable[[str, nn.Parameter], str]) -
         if id(p) in seen:
             continue
         seen.add(id(p))
-        role = rules(name, p)
+        if name.startswith(HEAD_PREFIX):
+            role = "head"
+        elif ".lora_A." in name or ".lora_B." in name:
+            role = "adapter"
+        else:
+            role = rules(name, p)
         assert role in ROLES, role
         roles[name] = role
     return roles

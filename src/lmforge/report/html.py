@@ -34,7 +34,7 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
     parts.append(_table(["stage", "seconds", "finished"],
                         [[k, v.get("seconds"), v.get("finished")] for k, v in stages.items()]))
 
-    pretrain = run.eval_result("pretrain")
+    pretrain = run.own_result
     if pretrain.exists():
         res = json.loads(pretrain.read_text())
         parts.append("<h2>Results</h2>")
@@ -42,8 +42,14 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
                 "mlm_loss", "mlm_accuracy", "unigram_mlm_accuracy", "pll_per_token", "pseudo_perplexity",
                 "sft_loss_before", "sft_loss_after", "test_conversations", "reward_accuracy_before",
                 "reward_accuracy_after", "reward_margin_after", "chosen_logprob_after", "rejected_logprob_after",
-                "test_pairs"]
+                "test_pairs", "accuracy", "accuracy_stderr", "macro_f1", "majority_accuracy", "zero_shot_accuracy",
+                "test_examples"]
         parts.append(_table(["metric", "value"], [[k, res[k]] for k in keys if k in res]))
+        if "confusion_matrix" in res:
+            cm = res["confusion_matrix"]
+            parts.append("<h3>Confusion matrix (rows: gold, columns: predicted)</h3>")
+            parts.append(_table(["gold \\ predicted", *cm["labels"]],
+                                [[lab, *row] for lab, row in zip(cm["labels"], cm["counts"])]))
         samples = res.get("samples") or []
         if samples and "tuned" in samples[0]:      # fine-tuning: held-out prompts, base and tuned answers
             parts.append("<h3>Held-out prompts: base model and fine-tuned model</h3>")

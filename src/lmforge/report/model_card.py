@@ -20,7 +20,7 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
     manifest = run.manifest()
     stages = manifest.get("stages", {})
     train = stages.get("train", {})
-    res = _load(run.eval_result("pretrain"))
+    res = _load(run.own_result)
     meta = _load(run.token_files[2])
     stats = _load(run.data / "stats.json")
     mcfg_path = next(iter(sorted(run.checkpoints.glob("*/model_config.json"))), None) if run.checkpoints.exists() else None
@@ -73,6 +73,17 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
                   f"| held-out pairs | {res['test_pairs']} |", ""]
         if recipe.model.init_from:
             lines.append(f"Preference-tuned (DPO) from {recipe.model.init_from}.")
+    elif res and "macro_f1" in res:
+        zs = res.get("zero_shot_accuracy")
+        lines += ["| metric | value |", "|---|---|",
+                  f"| test accuracy | {res['accuracy']} ± {res['accuracy_stderr']} |",
+                  f"| test macro-F1 | {res['macro_f1']} |",
+                  f"| majority-class accuracy (same test set) | {res['majority_accuracy']} |",
+                  f"| base model, zero-shot accuracy | {'not measured' if zs is None else zs} |",
+                  f"| test examples | {res['test_examples']} |", "",
+                  f"Labels: {', '.join(res['confusion_matrix']['labels'])}."]
+        if recipe.model.init_from:
+            lines.append(f"Fine-tuned for classification from {recipe.model.init_from}.")
     elif res:
         lines += ["| metric | value |", "|---|---|",
                   f"| validation loss (nats/token) | {res['val_loss']} |",

@@ -14,7 +14,7 @@ def task_rows(run: RunDir) -> list[list]:
     if not run.eval.exists():
         return []
     rows = []
-    for path in sorted(p for p in run.eval.glob("*.json") if p.name != "pretrain.json"):
+    for path in sorted(p for p in run.eval.glob("*.json") if p != run.own_result):
         res = json.loads(path.read_text())
         for name, entry in res.get("metrics", {}).items():
             rows.append([res.get("task", path.stem), name, format_metric(entry), res.get("n", "")])

@@ -3,7 +3,8 @@
     create_app("runs/quickstart", api_key="secret")   # -> FastAPI app (for uvicorn or tests)
     serve("runs/quickstart", host="127.0.0.1", port=8000)
 
-A model given by path loads in the background: `/health` answers 503 until it
+A classifier run (train.objective = "classify") serves `POST /v1/classify` and answers the
+generation endpoints with a 400 saying so. A model given by path loads in the background: `/health` answers 503 until it
 is ready, then 200. Without an API key the server only binds to loopback.
 """
 
@@ -25,7 +26,8 @@ from fastapi.staticfiles import StaticFiles
 
 from lmforge.errors import UserError
 from lmforge.infer.engine import Engine
-from lmforge.serve import openai_api, sagemaker
+from lmforge.infer.classifier import Classifier
+from lmforge.serve import classify_api, openai_api, sagemaker
 from lmforge.serve.audit import AuditLog
 from lmforge.serve.errors import install_handlers
 from lmforge.serve.limits import Guard, resolve_keys
@@ -61,7 +63,11 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
 
     def load() -> None:
         try:
-            attach(Engine.from_run(path, **(engine_options or {})))
+            if holds_classifier(path):
+                options = engine_options or {}
+                state.classifier = Classifier.from_run(path, threads=options.get("threads"))
+            else:
+                attach(Engine.from_run(path, **(engine_options or {})))
             log.info("model %s loaded from %s", name, path)
         except Exception as e:   # reported by /health; the server stays up to say so
             state.load_error = f"failed to load the model: {e}"
@@ -83,12 +89,13 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
     app.state.lmforge = state
     install_handlers(app)
     app.include_router(openai_api.build_router(state))
+    app.include_router(classify_api.build_router(state))
     if sagemaker_mode:
         app.include_router(sagemaker.build_router(state))
 
     @app.get("/health")
     async def health():
-        if state.engine is None:
+        if not state.loaded:
             return JSONResponse({"status": "error" if state.load_error else "loading",
                                  "detail": state.load_error}, 503)
         return {"status": "ok", "model": state.model_name}
@@ -107,6 +114,11 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
         app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_methods=["*"],
                            allow_headers=["*"])
     return app
+
+
+def holds_classifier(path: str | Path) -> bool:
+    from lmforge.models.io import find_weights, read_model_config
+    return bool(read_model_config(find_weights(path)).labels)
 
 
 def is_loopback(host: str) -> bool:

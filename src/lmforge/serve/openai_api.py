@@ -33,13 +33,29 @@ class ServerState:
     metrics: Metrics
     max_tokens_limit: int | None = None
     engine: Engine | None = None
+    classifier: object | None = None          # infer.classifier.Classifier, for a classifier run
     load_error: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
 
+    @property
+    def loaded(self) -> bool:
+        return self.engine is not None or self.classifier is not None
+
     def ready(self) -> Engine:
+        if self.engine is None and self.classifier is not None:
+            raise APIError(400, "this model is a classifier: it does not generate; POST /v1/classify",
+                           code="model_is_classifier")
         if self.engine is None:
             raise APIError(503, self.load_error or "the model is still loading", code="model_loading")
         return self.engine
+
+    def ready_classifier(self):
+        if self.classifier is None and self.engine is not None:
+            raise APIError(400, "this model has no classifier head (train one with train.objective = "
+                                "\"classify\")", code="not_a_classifier")
+        if self.classifier is None:
+            raise APIError(503, self.load_error or "the model is still loading", code="model_loading")
+        return self.classifier
 
     def check_model(self, name: str | None) -> None:
         if name and name != self.model_name:

@@ -8,6 +8,8 @@ rank of a distributed run compute the same global batch and take its own slice o
   StreamBatches  contiguous streams read window after window (recurrent models, whose
                  state runs on from one window to the next): adds "resets", "stream"
                  and "restart"
+  ItemBatches    items of a fixed list (fine-tuning examples, packed windows), each seen once
+                 per pass in a permutation seeded by (seed, pass); the objective makes the batch
 """
 
 from __future__ import annotations
@@ -20,6 +22,27 @@ def _rows(global_rows: list, rank: int, grad_accum: int, micro: int, batch_size:
     # Rank-major slicing: 1 rank x 2 micro-batches sees the same rows as 2 ranks x 1.
     k = rank * grad_accum + micro
     return global_rows[k * batch_size:(k + 1) * batch_size]
+
+
+class ItemBatches:
+    def __init__(self, n_items: int, make, seq_len: int, batch_size: int, seed: int, grad_accum: int = 1,
+                 rank: int = 0, world: int = 1):
+        """make(list of item indices) -> batch dict."""
+        if n_items < 1:
+            raise ValueError("no training examples")
+        self.n_items, self.make, self.seq_len, self.batch_size = n_items, make, seq_len, batch_size
+        self.seed, self.grad_accum, self.rank, self.world = seed, grad_accum, rank, world
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.grad_accum * self.world
+
+    def get(self, step: int, micro: int) -> dict:
+        per_pass = max(1, self.n_items // self.global_batch)
+        order = torch.randperm(self.n_items, generator=torch.Generator().manual_seed(
+            self.seed * 1_000_003 + step // per_pass))
+        first = (step % per_pass) * self.global_batch + (self.rank * self.grad_accum + micro) * self.batch_size
+        return self.make([int(order[(first + j) % self.n_items]) for j in range(self.batch_size)])
 
 
 class TokenBatches:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
 @dataclass
 class TrainConfig:
-    objective: Literal["", "causal_lm", "masked_lm", "sft", "dpo"] = ""   # "" = the family's own (recipe.py fills it in)
+    objective: Literal["", "causal_lm", "masked_lm", "sft", "dpo", "classify"] = ""   # "" = the family's own (recipe.py fills it in)
+    adapter: Literal["", "lora"] = ""   # "lora": train low-rank adapters only (models/lora.py), saved in PEFT's layout
+    lora_rank: int = 8
+    lora_alpha: float = 16.0         # the update is scaled by lora_alpha / lora_rank
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "v_proj", "query", "value"])  # PEFT's rule
+    train_layers: int = -1           # classify: -1 all parameters, 0 the head only, N the head and the last N blocks
     dpo_beta: float = 0.1            # dpo: strength of the preference against the reference model
     mlm_probability: float = 0.15    # masked_lm: share of ordinary tokens selected for prediction
     whole_word_masking: bool = False # masked_lm: select whole words (all their tokens) instead of tokens
@@ -51,6 +57,12 @@ class TrainConfig:
             raise ValueError(f"lr: got {self.lr}, must be > 0")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio: got {self.min_lr_ratio}, allowed: 0..1")
+        if self.lora_rank < 1 or self.lora_alpha <= 0 or not 0.0 <= self.lora_dropout < 1.0 or not self.lora_targets:
+            raise ValueError(f"lora: need lora_rank >= 1, lora_alpha > 0, 0 <= lora_dropout < 1 and at least one "
+                             f"name in lora_targets (got {self.lora_rank}, {self.lora_alpha}, {self.lora_dropout}, "
+                             f"{self.lora_targets})")
+        if self.train_layers < -1:
+            raise ValueError(f"train_layers: got {self.train_layers}, allowed: -1 (all), 0 (head only), N >= 1")
         if self.dpo_beta <= 0:
             raise ValueError(f"dpo_beta: got {self.dpo_beta}, must be > 0")
         if not 0.0 < self.mlm_probability < 1.0:

@@ -27,7 +27,8 @@ import torch
 
 from lmforge import atomic, progress
 from lmforge.errors import UserError
-from lmforge.models.io import check_arch, read_weights
+from lmforge.models import lora
+from lmforge.models.io import check_arch, load_adapter_weights, read_weights
 from lmforge.models.registry import family_of
 from lmforge.train import checkpoint, distributed, optim
 from lmforge.train.config import TrainConfig
@@ -144,7 +145,7 @@ class Trainer:
             state = {k: v for k, v in vars(self.state).items()}
             state["seed"] = self.seed
             checkpoint.save_checkpoint(self.ckpt_dir, self.state.step, weights, self.model.cfg,
-                                       trainer_state, state, name=name)
+                                       trainer_state, state, name=name, adapter=getattr(self.model, "lora", None))
             if name is None:
                 checkpoint.rotate(self.ckpt_dir, self.cfg.keep_last)
         distributed.barrier(self.dist)
@@ -165,12 +166,14 @@ class Trainer:
 
     def _load(self, ckpt: Path) -> None:
         check_arch(ckpt, self.model.cfg.arch)
-        sd = read_weights(ckpt, self.model.cfg)
-        if self.dist.enabled and self.cfg.distributed == "fsdp":
+        if lora.has_lora(self.model):
+            load_adapter_weights(self.model, lora.read_adapter(ckpt)[1], ckpt)
+        elif self.dist.enabled and self.cfg.distributed == "fsdp":
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-            set_model_state_dict(self.model, sd, options=StateDictOptions(full_state_dict=True))
+            set_model_state_dict(self.model, read_weights(ckpt, self.model.cfg),
+                                 options=StateDictOptions(full_state_dict=True))
         else:
-            self.model.load_state_dict(sd)
+            self.model.load_state_dict(read_weights(ckpt, self.model.cfg))
         trainer_state = torch.load(ckpt / "trainer_state.pt", weights_only=True, map_location=self.device)
         distributed.load_optimizer_states(self.model, self.optimizers,
                                           trainer_state.get("optimizer_format", "native"), trainer_state["optimizers"])

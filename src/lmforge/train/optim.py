@@ -4,7 +4,8 @@ With `optimizer = "muon"`, the parameters whose role is "matrix" (attention, MLP
 recurrent weights) go to Muon and everything else (embeddings, head, norms, biases) to
 AdamW, the split modded-nanogpt found best; with "adamw" everything goes to AdamW,
 with weight decay only on matrices. The n-gram tables (role "table"), if any, go to
-AdamW in both cases, in a group of their own with `ngram_weight_decay`.
+AdamW in both cases, in a group of their own with `ngram_weight_decay`. LoRA's matrices
+(role "adapter") go to AdamW in both cases. Frozen parameters go nowhere.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ def build_optimizers(model: torch.nn.Module, cfg: TrainConfig,
     betas = (cfg.beta1, cfg.beta2)
     # the n-gram tables memorise the training text; strong decay keeps the rows of rare n-grams small
     table_group = [{"params": by_role["table"], "weight_decay": cfg.ngram_weight_decay}] if by_role["table"] else []
-    others = by_role["embedding"] + by_role["head"] + by_role["vector"]
+    others = by_role["embedding"] + by_role["head"] + by_role["vector"] + by_role["adapter"]
     if cfg.optimizer == "muon":
         muon = Muon(by_role["matrix"], lr=cfg.muon_lr, weight_decay=cfg.weight_decay, momentum=0.95,
                     nesterov=True, ns_dtype=ns_dtype or torch.float32)
         adamw = torch.optim.AdamW([{"params": others, "weight_decay": 0.0}, *table_group], lr=cfg.lr,
                                   betas=betas, eps=1e-10, fused=True)
         return [muon, adamw]
-    decay = by_role["matrix"] + by_role["embedding"] + by_role["head"]
+    decay = by_role["matrix"] + by_role["embedding"] + by_role["head"] + by_role["adapter"]
     return [torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                {"params": by_role["vector"], "weight_decay": 0.0}, *table_group],
                               lr=cfg.lr, betas=betas, fused=True)]

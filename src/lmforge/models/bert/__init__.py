@@ -23,10 +23,11 @@ def _describe(cfg: BertConfig) -> str:
 
 
 FAMILY = Family(
-    arch="bert", config=BertConfig, build=BertEncoder, objectives=("masked_lm",),
+    arch="bert", config=BertConfig, build=BertEncoder, objectives=("masked_lm", "classify"),
     generative=False, recurrent=False,
     param_roles=lambda model: roles_by_name(model, _role),
-    fsdp_units=lambda model: list(model.bert.encoder.layer),
+    fsdp_units=lambda model: list(model.bert.encoder.layer), blocks=lambda model: list(model.bert.encoder.layer),
+    features=lambda model, ids, mask: model.pool(model.encode(ids, mask), mask, "mean"),
     decoder=None, describe=_describe, to_hf=hf.to_hf, from_hf={"bert": hf.from_hf})
 
 __all__ = ["FAMILY", "BertConfig", "BertEncoder"]

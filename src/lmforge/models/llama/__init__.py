@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lmforge.models.classifier import last_token
 from lmforge.models.llama import hf
 from lmforge.models.llama.config import LlamaConfig
 from lmforge.models.llama.model import KVCache, Transformer
@@ -25,6 +26,10 @@ def _decoder(model: Transformer):
     return FusedDecoder(model)
 
 
+def _features(model: Transformer, input_ids, attention_mask):
+    return last_token(model(input_ids, return_hidden=True), attention_mask)
+
+
 def _describe(cfg: LlamaConfig) -> str:
     return (f"decoder-only transformer (arch `llama`): {cfg.n_layer} layers, d_model {cfg.d_model}, "
             f"{cfg.n_head} heads ({cfg.kv_heads} key/value), {cfg.mlp} MLP, {cfg.norm}, "
@@ -32,11 +37,11 @@ def _describe(cfg: LlamaConfig) -> str:
 
 
 FAMILY = Family(
-    arch="llama", config=LlamaConfig, build=Transformer, objectives=("causal_lm", "sft", "dpo"),
+    arch="llama", config=LlamaConfig, build=Transformer, objectives=("causal_lm", "sft", "dpo", "classify"),
     generative=True, recurrent=False,
     param_roles=lambda model: roles_by_name(model, _role),
-    fsdp_units=lambda model: list(model.model.layers),
-    decoder=_decoder, describe=_describe,
+    fsdp_units=lambda model: list(model.model.layers), blocks=lambda model: list(model.model.layers),
+    features=_features, decoder=_decoder, describe=_describe,
     to_hf=hf.to_hf, from_hf={kind: hf.from_hf for kind in ("llama", "mistral", "qwen3", "gpt2")})
 
 __all__ = ["FAMILY", "LlamaConfig", "Transformer", "KVCache"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from lmforge.models.classifier import last_token
 from lmforge.models.registry import Family, roles_by_name
 from lmforge.models.rnn.config import CELLS, RNNConfig
 from lmforge.models.rnn.model import RecurrentLM
@@ -29,10 +30,12 @@ def _describe(cfg: RNNConfig) -> str:
 
 
 FAMILIES = tuple(
-    Family(arch=cell, config=RNNConfig, build=RecurrentLM, objectives=("causal_lm",),
+    Family(arch=cell, config=RNNConfig, build=RecurrentLM, objectives=("causal_lm", "classify"),
            generative=True, recurrent=True,
            param_roles=lambda model: roles_by_name(model, _role),
            fsdp_units=lambda model: [],      # one fused kernel spans all layers: shard the root only
+           blocks=lambda model: [model.rnn],  # ... and is one block to fine-tuning
+           features=lambda model, ids, mask: last_token(model.hidden(ids)[0], mask),
            decoder=_decoder, describe=_describe)
     for cell in CELLS)
 

@@ -32,6 +32,10 @@ class Objective:
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
+    def summary(self) -> dict:
+        """Counts for the manifest's train stage (e.g. truncated examples)."""
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lmforge.train.batches import ItemBatches
 from lmforge.train.objectives.base import Objective
 
 Pair = tuple[tuple[list[int], list[bool]], tuple[list[int], list[bool]]]   # (chosen, rejected) renders
@@ -74,26 +75,6 @@ def pair_batch(pairs: list[Pair], reference: list[list[float]], indices: list[in
     return batch
 
 
-class _Pairs:
-    def __init__(self, objective: "DPO", seq_len: int, batch_size: int, seed: int, grad_accum: int,
-                 rank: int, world: int):
-        self.objective, self.seq_len, self.batch_size = objective, seq_len, batch_size
-        self.seed, self.grad_accum, self.rank, self.world = seed, grad_accum, rank, world
-
-    @property
-    def global_batch(self) -> int:
-        return self.batch_size * self.grad_accum * self.world
-
-    def get(self, step: int, micro: int) -> dict:
-        n = len(self.objective.train)
-        per_pass = max(1, n // self.global_batch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + step // per_pass))
-        first = (step % per_pass) * self.global_batch + (self.rank * self.grad_accum + micro) * self.batch_size
-        chosen = [int(order[(first + j) % n]) for j in range(self.batch_size)]
-        o = self.objective
-        return pair_batch(o.train, o.train_reference, chosen, self.seq_len, o.pad_id)
-
-
 class DPO(Objective):
     name = "dpo"
 
@@ -104,7 +85,9 @@ class DPO(Objective):
 
     def train_batches(self, tokens, seq_len: int, batch_size: int, seed: int, grad_accum: int = 1,
                       rank: int = 0, world: int = 1):
-        return _Pairs(self, seq_len, batch_size, seed, grad_accum, rank, world)
+        return ItemBatches(len(self.train), lambda chosen: pair_batch(self.train, self.train_reference, chosen,
+                                                                      seq_len, self.pad_id),
+                           seq_len, batch_size, seed, grad_accum, rank, world)
 
     def val_batches(self, tokens, seq_len: int, n_windows: int, batch_size: int, seed: int) -> list[dict]:
         return [pair_batch(self.val, self.val_reference, list(range(i, min(i + batch_size, len(self.val)))),

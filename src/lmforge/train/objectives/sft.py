@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from lmforge.train.batches import ItemBatches
 from lmforge.train.objectives.base import Objective
 from lmforge.train.objectives.causal_lm import token_losses
 
@@ -84,26 +85,6 @@ def assistant_nll(model, examples: list[tuple[list[int], list[bool]]], pad_id: i
     return total / max(count, 1)
 
 
-class _Windows:
-    def __init__(self, objective: "SFT", seq_len: int, batch_size: int, seed: int, grad_accum: int,
-                 rank: int, world: int):
-        self.objective, self.seq_len, self.batch_size = objective, seq_len, batch_size
-        self.seed, self.grad_accum, self.rank, self.world = seed, grad_accum, rank, world
-        self.windows = pack([len(ids) for ids, _ in objective.train], seq_len)
-
-    @property
-    def global_batch(self) -> int:
-        return self.batch_size * self.grad_accum * self.world
-
-    def get(self, step: int, micro: int) -> dict:
-        per_pass = max(1, len(self.windows) // self.global_batch)
-        order = torch.randperm(len(self.windows), generator=torch.Generator().manual_seed(
-            self.seed * 1_000_003 + step // per_pass))
-        first = (step % per_pass) * self.global_batch + (self.rank * self.grad_accum + micro) * self.batch_size
-        chosen = [self.windows[int(order[(first + j) % len(self.windows)])] for j in range(self.batch_size)]
-        return window_batch(self.objective.train, chosen, self.seq_len, self.objective.pad_id)
-
-
 class SFT(Objective):
     name = "sft"
 
@@ -112,9 +93,15 @@ class SFT(Objective):
         self.train, self.val, self.pad_id = train, val, pad_id
         self.truncated = sum(len(ids) > seq_len for ids, _ in train + val)
 
+    def summary(self) -> dict:
+        return {"truncated_examples": self.truncated}
+
     def train_batches(self, tokens, seq_len: int, batch_size: int, seed: int, grad_accum: int = 1,
                       rank: int = 0, world: int = 1):
-        return _Windows(self, seq_len, batch_size, seed, grad_accum, rank, world)
+        windows = pack([len(ids) for ids, _ in self.train], seq_len)
+        return ItemBatches(len(windows), lambda chosen: window_batch(self.train, [windows[i] for i in chosen],
+                                                                     seq_len, self.pad_id),
+                           seq_len, batch_size, seed, grad_accum, rank, world)
 
     def val_batches(self, tokens, seq_len: int, n_windows: int, batch_size: int, seed: int) -> list[dict]:
         windows = pack([len(ids) for ids, _ in self.val], seq_len)

@@ -1,17 +1,15 @@
-"""The fine-tuning halves of the stages (stages.py calls them when a recipe fine-tunes):
+"""The conversation tasks: SFT on conversations, DPO on preference pairs (finetune/__init__.py).
 
     data       data.conversations -> data/conversations.jsonl (conversations, or preference pairs)
-    tokenizer  model.init_from's tokenizer, copied
     tokens     each split rendered with the chat template -> tokens/conversations.json
-    train      the base model (model.init_from), the rendered examples, DPO's cached reference
-    evaluate   held-out assistant loss (SFT) or reward accuracy (DPO)
+    train      DPO: the starting model's reference log-probabilities, once -> tokens/dpo_reference.json
+    evaluate   held-out assistant loss (eval/sft.json) or reward accuracy (eval/dpo.json)
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -19,12 +17,12 @@ import torch
 from lmforge import atomic
 from lmforge.data.conversations import read_conversations, read_preferences, render, split
 from lmforge.errors import UserError
+from lmforge.finetune import Task, load_base
 from lmforge.infer.engine import Engine
-from lmforge.models.io import find_weights, load_model
 from lmforge.recipe import Recipe
 from lmforge.rundir import RunDir
 from lmforge.stages import say
-from lmforge.tokenizer.load import copy_tokenizer_files, find_tokenizer_dir, load_tokenizer
+from lmforge.tokenizer.load import load_tokenizer
 from lmforge.train.objectives.dpo import DPO, reference_logprobs
 from lmforge.train.objectives.sft import assistant_nll
 
@@ -33,6 +31,9 @@ CONVERSATION_SPLITS = ("train", "test", "val")
 
 def conversation_data(run: RunDir, recipe: Recipe) -> None:
     """Fine-tuning data: every example read and checked, kept as data/conversations.jsonl."""
+    if not recipe.data.conversations:
+        raise UserError(f"train.objective = '{recipe.train.objective}' needs data.conversations (a chat JSONL, "
+                        f"Alpaca JSON or preference file)")
     t0 = time.time()
     skipped = {}
     if recipe.train.objective == "dpo":
@@ -48,18 +49,6 @@ def conversation_data(run: RunDir, recipe: Recipe) -> None:
     say(f"data: {len(records)} {'preference pairs' if recipe.train.objective == 'dpo' else 'conversations'} "
          f"from {recipe.data.conversations}"
          + (f" ({skipped['skipped_identical_pairs']} identical pairs left out)" if skipped.get("skipped_identical_pairs") else ""))
-
-
-def base_tokenizer(run: RunDir, recipe: Recipe) -> None:
-    """A model started from another run keeps that run's tokenizer (and its chat template)."""
-    t0 = time.time()
-    base = Path(recipe.model.init_from)
-    source = find_tokenizer_dir(base, find_weights(base))
-    with atomic.atomic_dir(run.tokenizer) as tmp:
-        copy_tokenizer_files(source, tmp)
-    run.record_stage("tokenizer", time.time() - t0, outputs=[run.tokenizer_json], copied_from=str(source),
-                     vocab_size=load_tokenizer(run.tokenizer).get_vocab_size())
-    say(f"tokenizer: {source} (the base model's)")
 
 
 def conversation_tokens(run: RunDir, recipe: Recipe) -> None:
@@ -117,18 +106,6 @@ def dpo_reference(run: RunDir, model, examples: dict, seq_len: int, pad_id: int)
     return {f"{name}_reference": cached[name] for name in ("train", "val", "test")}
 
 
-def base_model(recipe: Recipe):
-    """The model `model.init_from` names, in training mode, with its own config: keys the recipe
-    sets besides init_from would be silently ignored, so they are refused."""
-    defaults = type(recipe.model)(arch=recipe.model.arch, init_from=recipe.model.init_from)
-    changed = [f.name for f in fields(recipe.model) if getattr(recipe.model, f.name) != getattr(defaults, f.name)]
-    if changed:
-        raise UserError(f"model.{changed[0]} is taken from model.init_from ({recipe.model.init_from}); "
-                        f"remove it from the recipe")
-    find_weights(recipe.model.init_from)
-    return load_model(recipe.model.init_from, arch=recipe.model.arch).train()
-
-
 def evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
     """Held-out (test split) loss on the assistant's tokens, before and after; the first test
     prompts answered by the base model and the fine-tuned one, side by side."""
@@ -136,7 +113,7 @@ def evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
     tok = load_tokenizer(run.tokenizer)
     test = conversation_examples(run)["test"]
     pad = tok.token_to_id("<|pad|>") or 0
-    base = load_model(recipe.model.init_from) if recipe.model.init_from else None
+    base = load_base(recipe)
     result = {"sft_loss_after": round(assistant_nll(model, test, pad, window), 5),
               "sft_loss_before": None if base is None else round(assistant_nll(base, test, pad, window), 5),
               "test_conversations": len(test)}
@@ -182,3 +159,29 @@ def evaluate_dpo(run: RunDir, recipe: Recipe, model, window: int) -> dict:
               "rejected_logprob_after": round(totals["rejected_logprob"] / n, 3), "test_pairs": n}
     say(f"evaluate: held-out reward accuracy {result['reward_accuracy_after']:.3f} (0.5 before training)")
     return result
+
+
+class SupervisedChat(Task):
+    result = "sft"
+
+    def data(self, run: RunDir, recipe: Recipe) -> None:
+        conversation_data(run, recipe)
+
+    def tokens(self, run: RunDir, recipe: Recipe) -> None:
+        conversation_tokens(run, recipe)
+
+    def examples(self, run: RunDir) -> dict:
+        return conversation_examples(run)
+
+    def evaluate(self, run: RunDir, recipe: Recipe, model, window: int) -> dict:
+        return evaluate_sft(run, recipe, model, window)
+
+
+class Preferences(SupervisedChat):
+    result = "dpo"
+
+    def before_training(self, run: RunDir, recipe: Recipe, model, examples: dict, seq_len: int, tokenizer) -> None:
+        examples.update(dpo_reference(run, model, examples, seq_len, tokenizer.token_to_id("<|pad|>") or 0))
+
+    def evaluate(self, run: RunDir, recipe: Recipe, model, window: int) -> dict:
+        return evaluate_dpo(run, recipe, model, window)
