@@ -3,7 +3,7 @@
     full SFT   lmforge's loop (train.objective = "sft")   vs  transformers' Trainer
     LoRA SFT   lmforge's adapter (train.adapter = "lora") vs  PEFT's LoRA in the same Trainer
 
-    python bench/finetune.py [--steps 40] [--batch 16] [--seq-len 256] [--shape quickstart|30m]
+    python bench/finetune.py [--steps 40] [--batch 16] [--seq-len 256] [--shape quickstart|30m] [--compile]
 
 The same random weights (the Llama layout, loaded by transformers from lmforge's HF export), the
 same packed windows of the built-in standard-library chat set (data/python_qa.py, rendered with
@@ -73,7 +73,7 @@ def windows(work: Path, seq_len: int, batch: int, steps: int):
             for s in range(steps)]
 
 
-def run_lmforge(work: Path, lora: bool, steps: int, batch: int, seq_len: int) -> dict:
+def run_lmforge(work: Path, lora: bool, steps: int, batch: int, seq_len: int, compile: bool = False) -> dict:
     from lmforge.models.io import load_model
     from lmforge.models.lora import LoraSpec, add_lora
     from lmforge.train.config import TrainConfig
@@ -85,10 +85,12 @@ def run_lmforge(work: Path, lora: bool, steps: int, batch: int, seq_len: int) ->
     if lora:
         add_lora(model, LoraSpec(rank=8, alpha=16, dropout=0.0, targets=TARGETS))
     cfg = TrainConfig(objective="sft", batch_size=batch, seq_len=seq_len, max_steps=steps, optimizer="adamw",
-                      lr=1e-4, warmup_steps=0, eval_every=0, checkpoint_every=0, log_every=1, dtype="auto")
+                      lr=1e-4, warmup_steps=0, eval_every=0, checkpoint_every=0, log_every=1, dtype="auto",
+                      compile=compile)
 
-    class Fixed:
-        global_batch, seq_len = batch, seq_len
+    class Fixed:      # the same windows the HF side gets, step by step
+        def __init__(self):
+            self.global_batch, self.seq_len = batch, seq_len
 
         def get(self, step, micro):
             return data[step]
@@ -140,14 +142,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="quickstart")
+    ap.add_argument("--compile", action="store_true",
+                    help="add lmforge with train.compile = true (full SFT; its compile time is not in tokens/s)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
         engine, kind = a.worker.split("-")
         work = Path(a.work)
-        if engine == "lmforge":
-            out = run_lmforge(work, kind == "lora", a.steps, a.batch, a.seq_len)
+        if engine.startswith("lmforge"):
+            out = run_lmforge(work, kind == "lora", a.steps, a.batch, a.seq_len, compile=engine == "lmforgecompiled")
         else:
             from lmforge.train.mfu import fastest_autocast_dtype
             out = run_hf(work, kind == "lora", a.steps, a.batch, a.seq_len,
@@ -159,13 +163,16 @@ def main() -> None:
         prepare(work, a.shape, a.seq_len)
         results = {"full": {}, "lora": {}}
         for kind in ("full", "lora"):
-            for engine in ("lmforge", "hf"):
+            for engine in ("lmforge", "hf") + (("lmforgecompiled",) if a.compile and kind == "full" else ()):
                 cmd = [sys.executable, __file__, "--worker", f"{engine}-{kind}", "--work", str(work),
                        "--steps", str(a.steps), "--batch", str(a.batch), "--seq-len", str(a.seq_len)]
                 line = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
                 results[kind][engine] = json.loads(line)
                 print(json.dumps({"contestant": f"{engine}-{kind}", **results[kind][engine]}), flush=True)
             results[kind]["ratio"] = round(results[kind]["lmforge"]["tokens_per_s"] / results[kind]["hf"]["tokens_per_s"], 2)
+            if "lmforgecompiled" in results[kind]:
+                results[kind]["compiled_ratio"] = round(results[kind]["lmforgecompiled"]["tokens_per_s"] /
+                                                        results[kind]["hf"]["tokens_per_s"], 2)
     results["lora_vs_full_peak_rss"] = {e: round(results["lora"][e]["peak_rss_mb"] / results["full"][e]["peak_rss_mb"], 3)
                                         for e in ("lmforge", "hf")}
     print(json.dumps({**results, "shape": a.shape, "batch": a.batch, "seq_len": a.seq_len, "cpu": cpu_name()}))

@@ -60,6 +60,9 @@ def test_a_classifier_learns_three_labels_and_serves_them(tiny_run, tmp_path):
     assert [a["label"] for a in answers] == ["negative", "positive"]
     assert abs(sum(answers[0]["scores"].values()) - 1) < 1e-4
 
+    export = lmforge("export", str(run), "--format", "gguf", "--out", str(tmp_path / "gguf"))
+    assert export.returncode == 2 and "is a classifier" in export.stderr and not (tmp_path / "gguf").exists()
+
     from lmforge.serve.app import create_app
     with TestClient(create_app(run)) as client:
         for _ in range(200):

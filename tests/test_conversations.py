@@ -83,3 +83,34 @@ def test_the_books_instruction_set_splits_85_10_5_and_every_example_has_targets(
     for c in conversations:
         _, mask = render(c.messages, tokenizer)
         assert sum(mask) >= 2, c.where                 # some content, and <|end|>
+
+
+def test_records_in_no_chat_format_become_conversations_by_template(tmp_path):
+    dialogues = tmp_path / "d.jsonl"
+    dialogues.write_text(json.dumps({"dialogue": "A: hi\nB: hello", "summary": "They greet."}) + "\n" +
+                         json.dumps({"dialogue": "A: bye", "summary": "A leaves."}) + "\n")
+    got = read_conversations(dialogues, ("Dialogue:\n{dialogue}\nSummary:", "{summary}"))
+    assert got[1].messages == [{"role": "user", "content": "Dialogue:\nA: bye\nSummary:"},
+                               {"role": "assistant", "content": "A leaves."}]
+    with pytest.raises(UserError, match=r"d.jsonl:1: no field 'text'"):
+        read_conversations(dialogues, ("{text}", "{summary}"))
+    en, de = tmp_path / "x.en", tmp_path / "x.de"
+    en.write_text("A dog runs.\nTwo cats.\n")
+    de.write_text("Ein Hund rennt.\nZwei Katzen.\n")
+    pairs = read_conversations(en, ("English: {source}\nGerman:", "{target}"), target=de)
+    assert [c.messages[1]["content"] for c in pairs] == ["Ein Hund rennt.", "Zwei Katzen."]
+    assert pairs[1].where.endswith("x.en:2")
+    de.write_text("Ein Hund rennt.\n")
+    with pytest.raises(UserError, match="has 2 lines but .* has 1"):
+        read_conversations(en, ("{source}", "{target}"), target=de)
+
+
+def test_the_builtin_python_qa_set_holds_whole_modules_out():
+    from lmforge.data.python_qa import NAME
+    conversations = read_conversations(NAME)
+    assert len(conversations) > 2000
+    first = conversations[0].messages
+    assert first[0]["content"].startswith(("What does `", "What is `")) and len(first[1]["content"]) >= 40
+    modules = [c.where.split(":")[0] for c in conversations]
+    train, test, _ = split(modules, (0.9, 0.05, 0.05))
+    assert len(set(test) - set(train)) >= len(set(test)) - 1    # at most the boundary module is shared

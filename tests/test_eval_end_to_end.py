@@ -45,6 +45,14 @@ def test_fewshot_and_run_eval_folder(tiny_run):
     assert prompt.count("Answer:") == 3   # two solved examples, then the question
 
 
+def test_chat_asks_each_prompt_as_a_user_message(tiny_run, tmp_path):
+    need_shared_data("dialogsum")
+    results = run_tasks([tiny_run], ["dialogsum"], limit=2, chat=True, out_dir=tmp_path)
+    assert results["results"]["tiny-run"]["dialogsum"]["chat"] is True
+    prompt = json.loads((tmp_path / "tiny-run" / "dialogsum.samples.jsonl").read_text().splitlines()[0])["prompt"]
+    assert prompt.startswith("<|user|>\nDialogue:\n") and prompt.endswith("Summary:<|end|>\n<|assistant|>\n")
+
+
 def test_perplexity_task(tiny_run, hf_dir, tmp_path):
     need_shared_data("ud_sentences")
     results = run_tasks([tiny_run, hf_dir], ["ud-en"], limit=5, out_dir=tmp_path)

@@ -37,6 +37,8 @@ def test_sft_lowers_the_held_out_assistant_loss_and_keeps_the_base_tokenizer(tin
     assert result["objective"] == "sft" and result["test_conversations"] == 6
     assert result["sft_loss_after"] < result["sft_loss_before"] - 1.0
     assert len(result["samples"]) == 2 and {"prompt", "base", "tuned"} <= set(result["samples"][0])
+    arena = [json.loads(line)["prompt"] for line in (run / "eval" / "arena_prompts.jsonl").read_text().splitlines()]
+    assert len(arena) == 6 and arena[0] == result["samples"][0]["prompt"]     # every held-out prompt
     assert (run / "tokenizer" / "tokenizer.json").read_bytes() == \
         (tiny_run / "tokenizer" / "tokenizer.json").read_bytes()
     manifest = json.loads((run / "manifest.json").read_text())

@@ -121,7 +121,8 @@ def cmd_eval(args) -> None:
         return
     from lmforge.eval.harness import format_table, run_tasks
     models = [args.run] + list(args.compare or [])
-    results = run_tasks(models, args.task, limit=args.limit, seed=args.seed, num_fewshot=args.fewshot)
+    results = run_tasks(models, args.task, limit=args.limit, seed=args.seed, num_fewshot=args.fewshot,
+                        chat=args.chat)
     print(format_table(results))
     if (Path(args.run) / "recipe.toml").is_file():
         from lmforge.recipe import load_recipe
@@ -318,7 +319,7 @@ def cmd_tokenizer_eval(args) -> None:
 def cmd_arena(args) -> None:
     from lmforge.eval.arena import serve_arena
     serve_arena(args.models, Path(args.prompts), Path(args.db), host=args.host, port=args.port,
-                max_tokens=args.max_tokens)
+                max_tokens=args.max_tokens, chat=args.chat)
 
 
 # ---------------------------------------------------------------------------- parser
@@ -378,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="append", help="another run or Hugging Face model directory")
     p.add_argument("--limit", type=int, default=None, help="examples per task")
     p.add_argument("--fewshot", type=int, default=None)
+    p.add_argument("--chat", action="store_true", help="ask each prompt as a user message in the model's chat "
+                                                       "template (for chat fine-tuned models)")
     p.add_argument("--seed", type=int, default=0)
     _common(p, recipe=False)
     p.set_defaults(func=cmd_eval)
@@ -469,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8100)
     p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--chat", action="store_true", help="ask each prompt in the models' chat template")
     p.set_defaults(func=cmd_arena)
     return ap
 

@@ -220,6 +220,8 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
         if tc.adapter == "lora":
             _attach_lora(model, recipe)
         objective = build_objective(tc.objective, model, tokenizer, tc, examples=examples)
+        if info.enabled and not objective.distributed:
+            raise UserError(f"train.objective = '{objective.name}' trains in one process; run it without torchrun")
         try:
             batches = objective.train_batches(train_tokens, seq_len, tc.batch_size, recipe.seed, tc.grad_accum,
                                               rank=info.rank, world=info.world)
@@ -356,6 +358,13 @@ def _evaluate_language_model(run: RunDir, recipe: Recipe, model, val_tokens, met
               "bits_per_byte": round(nll / math.log(2) / val_bytes, 4),
               "scored_tokens": n, "val_bytes": int(val_bytes),
               **compression_bits_per_byte(run.val_text.read_bytes())}
+    if recipe.model.init_from:     # continued pre-training: the starting model on the same text
+        from lmforge.finetune import load_base
+        before, _ = score_token_stream(load_base(recipe), scored, window=window, batch_size=16)
+        result["bits_per_byte_before"] = round(before / math.log(2) / val_bytes, 4)
+    if ec.code_modules:
+        from lmforge.eval.code_exec import evaluate_code
+        result["code"] = evaluate_code(run, recipe, model)
     engine = Engine(model, _tokenizer(run), threads=None, copy_model=False)
     try:
         result["samples"] = [
@@ -366,7 +375,12 @@ def _evaluate_language_model(run: RunDir, recipe: Recipe, model, val_tokens, met
         engine.close()
     beat = "beats" if result["bits_per_byte"] < result["gzip_bits_per_byte"] else "does NOT beat"
     say(f"evaluate: val loss {result['val_loss']:.3f}, {result['bits_per_byte']:.3f} bits/byte "
-         f"({beat} gzip -9 at {result['gzip_bits_per_byte']:.3f}, xz -9 {result['xz_bits_per_byte']:.3f})")
+         f"({beat} gzip -9 at {result['gzip_bits_per_byte']:.3f}, xz -9 {result['xz_bits_per_byte']:.3f})"
+         + (f"; the starting model {result['bits_per_byte_before']:.3f}" if "bits_per_byte_before" in result else ""))
+    if "code" in result:
+        code = result["code"]
+        say(f"evaluate: pass@1 {code['pass_at_1']} on {code['problems']} doctested functions"
+             + (f" (starting model {code['pass_at_1_before']})" if "pass_at_1_before" in code else ""))
     return result
 
 

@@ -34,6 +34,8 @@ class SourceConfig:
     max_depth: int = 2               # url: link hops from the start page
     delay_s: float = 1.0             # url: pause between requests to the site
     same_site: bool = True           # url: follow links to this host only
+    exclude: list[str] = field(default_factory=list)   # python_*: module names to leave out (fnmatch
+                                                       # patterns, "email.*"); files: path patterns
 
     def label(self) -> str:
         return self.name or self.kind
@@ -156,6 +158,11 @@ class DataConfig:
     conversations: str = ""
     conversation_split: list[float] = field(default_factory=lambda: [0.85, 0.1, 0.05])
     skip_identical_pairs: bool = False   # dpo: leave out (and count) pairs whose chosen equals rejected
+    # data in no chat format: the user turn and the answer as format strings over each record's
+    # fields ("Dialogue:\n{dialogue}\nSummary:" / "{summary}")
+    prompt_template: str = ""
+    completion_template: str = ""
+    conversations_target: str = ""   # a text file parallel to `conversations` (records {source}, {target})
     # classify: labelled texts (.tsv/.csv/.jsonl, data/labelled.py); validation (model selection) and
     # test (the report) from their own files, or split from `labelled` by `conversation_split`
     labelled: str = ""
@@ -190,6 +197,11 @@ class DataConfig:
                 min(self.conversation_split) < 0:
             raise ValueError(f"conversation_split: got {self.conversation_split}, expected three shares "
                              f"(train, test, validation) that sum to 1")
+        if bool(self.prompt_template) != bool(self.completion_template):
+            raise ValueError("prompt_template and completion_template: give both or neither")
+        if self.conversations_target and not self.prompt_template:
+            raise ValueError("conversations_target: parallel files need prompt_template and completion_template "
+                             "(e.g. \"English: {source}\\nGerman:\" and \"{target}\")")
         if bool(self.labelled_val) != bool(self.labelled_test):
             raise ValueError("labelled_val and labelled_test: give both files or neither (then both are "
                              "split from `labelled`)")

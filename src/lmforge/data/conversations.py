@@ -89,12 +89,45 @@ def _objects(path: Path) -> list[tuple[object, str]]:
     return out
 
 
-def read_conversations(path: str | Path) -> list[Conversation]:
+def read_conversations(path: str | Path, templates: tuple[str, str] | None = None,
+                       target: str | Path | None = None) -> list[Conversation]:
     """Every example of a .jsonl or .json file (or of the built-in python_qa set); a bad one is an
-    error naming file and line."""
+    error naming file and line.
+
+    templates: (prompt, completion) format strings over each record's fields, for data in no chat
+    format ({"dialogue", "summary"} -> "Dialogue:\n{dialogue}\nSummary:" / "{summary}").
+    target: a file of lines parallel to the text file `path` (translation): records
+    {"source": line of path, "target": line of target}, to be formatted by `templates`."""
     from lmforge.data import python_qa
-    examples = python_qa.stdlib_qa() if str(path) == python_qa.NAME else _objects(Path(path))
+    if target:
+        examples = _parallel(Path(path), Path(target))
+    else:
+        examples = python_qa.stdlib_qa() if str(path) == python_qa.NAME else _objects(Path(path))
+    if templates:
+        examples = [(_formatted(obj, templates, where), where) for obj, where in examples]
     return [Conversation(to_messages(obj, where), where) for obj, where in examples]
+
+
+def _parallel(source: Path, target: Path) -> list[tuple[dict, str]]:
+    sides = []
+    for path in (source, target):
+        if not path.is_file():
+            raise UserError(f"fine-tuning data not found: {path}")
+        sides.append(path.read_text(encoding="utf-8").splitlines())
+    if len(sides[0]) != len(sides[1]):
+        raise UserError(f"{source} has {len(sides[0])} lines but {target} has {len(sides[1])}; "
+                        f"parallel files need one line each per example")
+    return [({"source": a, "target": b}, f"{source}:{n}") for n, (a, b) in enumerate(zip(*sides), 1)]
+
+
+def _formatted(obj, templates: tuple[str, str], where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    try:
+        return {"prompt": templates[0].format_map(obj), "completion": templates[1].format_map(obj)}
+    except KeyError as e:
+        raise UserError(f"{where}: no field {e} for data.prompt_template / data.completion_template "
+                        f"(fields: {', '.join(sorted(obj))})") from None
 
 
 def render(messages: list[dict], tokenizer) -> tuple[list[int], list[bool]]:

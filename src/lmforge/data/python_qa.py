@@ -1,6 +1,6 @@
 """A chat set made from the standard library itself, for the quickstart's fine-tuning stage.
 
-For every documented public function and class of the interpreter's own modules:
+For every documented public function and class of the interpreter's own public modules:
 
     user:       What does `json.dumps` do?          (a class: What is `collections.Counter` for?)
     assistant:  the first paragraph of its docstring, on one line
@@ -43,7 +43,8 @@ def stdlib_qa(seed: int = 0) -> list[tuple[dict, str]]:
             continue
         for name, kind, doc in entries:
             answer = first_paragraph(doc)
-            if kind == "module" or name.endswith(".__init__") or not MIN_ANSWER <= len(answer) <= MAX_ANSWER or ">>>" in answer:
+            private = any(part.startswith("_") for part in name.split("."))
+            if kind == "module" or private or not MIN_ANSWER <= len(answer) <= MAX_ANSWER or ">>>" in answer:
                 continue
             out.append(({"messages": [{"role": "user", "content": question(name, kind)},
                                       {"role": "assistant", "content": answer}]}, f"{path}:{name}"))

@@ -9,6 +9,7 @@ yields (location, Skip(reason)) or raises Skip, and the pipeline logs it and goe
 from __future__ import annotations
 
 import ast
+import fnmatch
 import glob
 import re
 import os
@@ -93,13 +94,15 @@ class Source:
 
     def units(self) -> list[str]:
         kind = self.cfg.kind
-        if kind == "python_docs":
-            return [_TOPICS_UNIT] + [str(p) for p in stdlib_files()]
-        if kind == "python_source":
-            return [str(p) for p in stdlib_files()]
+        if kind in ("python_docs", "python_source"):
+            files = [str(p) for p in stdlib_files() if not self._excluded(_module_name(p))]
+            return ([_TOPICS_UNIT] if kind == "python_docs" else []) + files
         if kind == "files":
-            return self._expand_files()
+            return [u for u in self._expand_files() if not self._excluded(u)]
         return [self.cfg.path]           # url, hf: a single stream
+
+    def _excluded(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.cfg.exclude)
 
     def read(self, unit: str) -> Iterator[Item]:
         kind = self.cfg.kind

@@ -58,8 +58,10 @@ def read_prompts(path: Path) -> list[str]:
 
 
 def prepare_answers(store: ArenaStore, model_paths: list[str | Path], prompts: list[str], *,
-                    max_tokens: int = 128, temperature: float = 0.7, seed: int = 0) -> list[str]:
-    """Generate each model's answer to each prompt unless the database already has it."""
+                    max_tokens: int = 128, temperature: float = 0.7, seed: int = 0, chat: bool = False) -> list[str]:
+    """Generate each model's answer to each prompt unless the database already has it.
+    chat: each prompt is a user message in the model's chat template (a fine-tuned chat model;
+    a base model asked so shows what the fine-tuning changed)."""
     from lmforge.eval.backends import load_lm
     from lmforge.eval.harness import model_labels
 
@@ -75,7 +77,8 @@ def prepare_answers(store: ArenaStore, model_paths: list[str | Path], prompts: l
             continue
         lm = load_lm(path)
         for pid, text in bar(missing, desc=f"answers from {label}"):
-            store.set_answer(pid, label, lm.generate(text, max_tokens=max_tokens, stop=[],
+            asked = lm.chat_prompt(text) if chat else text
+            store.set_answer(pid, label, lm.generate(asked, max_tokens=max_tokens, stop=[],
                                                      temperature=temperature, seed=seed).strip())
         lm.close()
     return labels
@@ -150,11 +153,12 @@ def create_app(store: ArenaStore, models: list[str], seed: int = 0):
 
 
 def serve_arena(model_paths: list[str | Path], prompts_file: Path, db_path: Path, host: str = "127.0.0.1",
-                port: int = 8100, *, max_tokens: int = 128, temperature: float = 0.7, seed: int = 0) -> None:
+                port: int = 8100, *, max_tokens: int = 128, temperature: float = 0.7, seed: int = 0,
+                chat: bool = False) -> None:
     """Generate (or reuse) answers, then serve the arena page until interrupted."""
     import uvicorn
 
     store = ArenaStore(db_path)
     models = prepare_answers(store, model_paths, read_prompts(Path(prompts_file)),
-                             max_tokens=max_tokens, temperature=temperature, seed=seed)
+                             max_tokens=max_tokens, temperature=temperature, seed=seed, chat=chat)
     uvicorn.run(create_app(store, models, seed), host=host, port=port, log_level="warning")

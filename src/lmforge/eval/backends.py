@@ -55,6 +55,12 @@ class LmforgeLM(EvalLM):
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def chat_prompt(self, text: str) -> str:
+        from lmforge.infer.template import ChatTemplate
+        template = ChatTemplate.from_dir(self.run_dir / "tokenizer")
+        rendered = template.render([{"role": "user", "content": text}], add_generation_prompt=True)
+        return rendered.removeprefix(template.bos_token)    # scoring adds the prefix token itself
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
 
@@ -105,6 +111,14 @@ class HFCausalLM(EvalLM):
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def chat_prompt(self, text: str) -> str:
+        if not self.tokenizer.chat_template:
+            raise UserError(f"{self.name}: the tokenizer has no chat template (drop --chat)")
+        rendered = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                      add_generation_prompt=True)
+        bos = self.tokenizer.bos_token
+        return rendered.removeprefix(bos) if bos else rendered
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids).logits

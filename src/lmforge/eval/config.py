@@ -21,6 +21,8 @@ class EvalConfig:
     num_fewshot: int = -1            # -1 = each task file's own num_fewshot
     seed: int = 0                    # few-shot draws, sampling and bootstrap resamples
     batch_size: int = 8              # sequences per forward pass when scoring
+    code_modules: list[str] = field(default_factory=list)   # standard-library modules whose doctested functions
+                                                            # the model completes (pass@1; keep them out of training)
     zero_shot_task: str = ""         # classify: a multiple-choice task on the same test set, scored on the base model
     compare: list[str] = field(default_factory=list)   # other runs / HF model dirs to evaluate alongside
 

@@ -27,8 +27,9 @@ from lmforge.eval.tasks import Task, load_task
 
 
 def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int = 0,
-                  num_fewshot: int | None = None) -> dict:
-    """Score one model on one task; returns metrics, settings and per-example samples."""
+                  num_fewshot: int | None = None, chat: bool = False) -> dict:
+    """Score one model on one task; returns metrics, settings and per-example samples.
+    chat: each prompt (with its shots) is sent as one user message in the model's chat template."""
     shots = task.prompt.num_fewshot if num_fewshot is None or num_fewshot < 0 else num_fewshot
     limit = limit or None   # 0 means no limit, as in the recipe's [eval] limit
     rows = read_rows(task)
@@ -44,12 +45,14 @@ def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int
         pool = examples if fewshot_rows is None else [make_example(task, r) for r in fewshot_rows]
         examples = examples[:limit]
         contexts = build_contexts(task, examples, pool, shots, seed, fewshot_rows is None)
+        if chat:
+            contexts = [lm.chat_prompt(c) for c in contexts]
         if task.kind == "multiple_choice":
             out = evaluate_multiple_choice(lm, task, examples, contexts)
         else:
             out = evaluate_generation(lm, task, examples, contexts, seed)
         n = len(examples)
-    return {"task": task.name, "kind": task.kind, "model": lm.name, "n": n, "num_fewshot": shots,
+    return {"task": task.name, "kind": task.kind, "model": lm.name, "n": n, "num_fewshot": shots, "chat": chat,
             "limit": limit, "seed": seed, "seconds": round(time.perf_counter() - started, 2), **out}
 
 
@@ -74,7 +77,7 @@ def _write(result: dict, folder: Path) -> None:
 
 def run_tasks(model_paths: list[str | Path], tasks: list[str], *, limit: int | None = None,
               seed: int = 0, out_dir: Path | None = None, num_fewshot: int | None = None,
-              batch_size: int = 8) -> dict:
+              batch_size: int = 8, chat: bool = False) -> dict:
     """Evaluate every model on every task.
 
     Results are written to out_dir/<model>/<task>.json when out_dir is given; otherwise
@@ -91,7 +94,7 @@ def run_tasks(model_paths: list[str | Path], tasks: list[str], *, limit: int | N
             lm.run_dir / "eval" if isinstance(lm, LmforgeLM) else None)
         results[label] = {}
         for task in loaded_tasks:
-            result = evaluate_task(lm, task, limit=limit, seed=seed, num_fewshot=num_fewshot)
+            result = evaluate_task(lm, task, limit=limit, seed=seed, num_fewshot=num_fewshot, chat=chat)
             if folder is not None:
                 _write(result, folder)
             else:

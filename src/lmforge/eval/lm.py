@@ -24,6 +24,11 @@ class EvalLM:
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
 
+    def chat_prompt(self, text: str) -> str:
+        """`text` as one user message in the model's chat template, up to the assistant's turn
+        (`lmforge eval --chat`: how a chat-tuned model is asked)."""
+        raise NotImplementedError(f"{self.name}: no chat template")
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) token ids -> (B, T, V) logits."""
         raise NotImplementedError

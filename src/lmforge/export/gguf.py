@@ -23,8 +23,8 @@ import torch
 
 from lmforge import atomic
 from lmforge.errors import UserError
-from lmforge.models.io import find_weights, read_model_config, read_weights
-from lmforge.export import refuse_existing
+from lmforge.models.io import read_model_config, read_weights
+from lmforge.export import exportable_checkpoint, refuse_existing
 from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer, special_ids
 from lmforge.tokenizer.specials import CHAT_TEMPLATE
 
@@ -107,7 +107,7 @@ def export_gguf(run: str | Path, out: str | Path, force: bool = False, dtype: st
     run, out = Path(run), Path(out)
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: allowed {', '.join(DTYPES)}")
-    ckpt = find_weights(run)
+    ckpt = exportable_checkpoint(run)
     cfg = read_model_config(ckpt)
     arch = _check_layout(cfg)
     if dtype == "q8_0" and any(n % 32 for n in (cfg.d_model, cfg.ff_dim)):

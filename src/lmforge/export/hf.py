@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 
 from lmforge import atomic
 from lmforge.errors import UserError
-from lmforge.models.io import find_weights, read_model_config, read_weights, save_weights
+from lmforge.models.io import read_model_config, read_weights, save_weights
 from lmforge.models.registry import get_family, hf_importable, hf_importer
-from lmforge.export import refuse_existing
+from lmforge.export import exportable_checkpoint, refuse_existing
 from lmforge.tokenizer.load import copy_tokenizer_files, find_tokenizer_dir, load_tokenizer, special_ids
 from lmforge.tokenizer.specials import STOP_TOKENS
 
@@ -43,7 +43,7 @@ def _unique(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def export_hf(run: str | Path, out: str | Path, force: bool = False) -> Path:
     run, out = Path(run), Path(out)
-    ckpt = find_weights(run)
+    ckpt = exportable_checkpoint(run)
     cfg = read_model_config(ckpt)
     family = get_family(cfg.arch)
     if family.to_hf is None:

@@ -23,8 +23,8 @@ import torch.nn as nn
 
 from lmforge import atomic
 from lmforge.errors import UserError
-from lmforge.models.io import find_weights, load_model
-from lmforge.export import refuse_existing
+from lmforge.models.io import load_model
+from lmforge.export import exportable_checkpoint, refuse_existing
 from lmforge.tokenizer.load import copy_tokenizer_files, find_tokenizer_dir, load_tokenizer
 from lmforge.tokenizer.specials import STOP_TOKENS
 
@@ -86,7 +86,7 @@ def io_names(n_layer: int) -> tuple[list[str], list[str]]:
 
 def export_onnx(run: str | Path, out: str | Path, force: bool = False, quantize: str | None = None) -> Path:
     run, out = Path(run), Path(out)
-    ckpt = find_weights(run)
+    ckpt = exportable_checkpoint(run)
     model = load_model(ckpt)
     cfg = model.cfg
     if cfg.arch != "llama":

@@ -41,7 +41,10 @@ def conversation_data(run: RunDir, recipe: Recipe) -> None:
         records = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "where": p.where} for p in pairs]
         skipped = {"skipped_identical_pairs": n}
     else:
-        records = [{"messages": c.messages, "where": c.where} for c in read_conversations(recipe.data.conversations)]
+        d = recipe.data
+        templates = (d.prompt_template, d.completion_template) if d.prompt_template else None
+        records = [{"messages": c.messages, "where": c.where}
+                   for c in read_conversations(d.conversations, templates, d.conversations_target or None)]
     out = run.data / "conversations.jsonl"
     atomic.write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     run.record_stage("data", time.time() - t0, inputs=[Path(recipe.data.conversations)], outputs=[out],
@@ -118,8 +121,9 @@ def evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
               "sft_loss_before": None if base is None else round(assistant_nll(base, test, pad, window), 5),
               "test_conversations": len(test)}
     conversations = [r["messages"] for r in conversation_records(run)]
-    prompts = [c[:max(i for i, m in enumerate(c) if m["role"] == "assistant")]
-               for c in split(conversations, tuple(recipe.data.conversation_split))[1][:ec.samples]]
+    held_out = [c[:max(i for i, m in enumerate(c) if m["role"] == "assistant")]
+                for c in split(conversations, tuple(recipe.data.conversation_split))[1]]
+    prompts = held_out[:ec.samples]
     engines = {"tuned": Engine(model, tok, copy_model=False)}
     if base is not None:
         engines["base"] = Engine(base, tok, copy_model=False)
@@ -130,6 +134,9 @@ def evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
     finally:
         for e in engines.values():
             e.close()
+    # every held-out prompt, for `lmforge arena BASE RUN --prompts eval/arena_prompts.jsonl --chat`
+    atomic.write_text(run.eval / "arena_prompts.jsonl",
+                      "".join(json.dumps({"prompt": p[-1]["content"]}, ensure_ascii=False) + "\n" for p in held_out))
     before = result["sft_loss_before"]
     say(f"evaluate: held-out assistant-token loss {result['sft_loss_after']:.3f}"
          + (f" (base model: {before:.3f})" if before is not None else ""))

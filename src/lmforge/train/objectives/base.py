@@ -18,6 +18,7 @@ from lmforge.train.batches import TokenBatches, fixed_windows
 
 class Objective:
     name = ""
+    distributed = True     # trains under torchrun (DDP / FSDP)
 
     def train_batches(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int,
                       grad_accum: int = 1, rank: int = 0, world: int = 1):

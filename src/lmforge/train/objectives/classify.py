@@ -45,6 +45,7 @@ def predict(model, examples: list[Example], seq_len: int, pad_id: int, batch_siz
 
 class Classify(Objective):
     name = "classify"
+    distributed = False    # the head reads the family's features outside the wrapped forward
 
     def __init__(self, train: list[Example], val: list[Example], pad_id: int, seq_len: int):
         self.train, self.val, self.pad_id = train, val, pad_id
