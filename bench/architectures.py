@@ -3,7 +3,7 @@ about the same size, trained for the same wall-clock budget on the same corpus a
 
     python bench/architectures.py [--budget 120] [--work runs/bench-architectures] [--plot PNG]
 
-Corpus and tokenizer: the quickstart's (Python's own docs, byte-level BPE 4096), prepared once in
+Corpus and tokenizer: the quickstart's docs source (Python's own docs, byte-level BPE 4096), prepared once in
 --work. The transformer trains with the quickstart's recipe, the recurrent models with
 recipes/lstm.toml's (cell swapped), each widened or narrowed to the transformer's parameter count.
 Every model is scored on the same validation text: bits per byte over 256-token windows (recurrent
@@ -39,6 +39,7 @@ def prepare(work: Path):
     from lmforge.recipe import load_recipe
     from lmforge.rundir import RunDir
     recipe = load_recipe(REPO / "recipes" / "quickstart.toml")
+    recipe.data.sources = [s for s in recipe.data.sources if s.kind == "python_docs"]   # the docs only, as measured
     run = RunDir.create(work, recipe)
     stages.prepare(run, recipe)
     return run

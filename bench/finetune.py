@@ -14,7 +14,10 @@ over the same windows (its CPU attention path has no packed mask), which is less
 
 Each contestant runs in its own process, so peak RSS is its own; `peak_rss_mb` is the process's
 maximum resident set, `model_rss_mb` that minus the resident set before the model was built.
-tokens/s counts every token of every window (padding included), measured after 5 warm-up steps.
+tokens/s counts every token of every window (padding included), measured after 5 warm-up steps;
+conversation_tokens_per_s only the conversations' tokens, which is what packing is for: the
+"packing" entry compares lmforge's packed windows with one conversation per row, right-padded to
+the batch's longest (the same batch size, plain causal attention).
 Prints one JSON line per contestant and, last, {"full": {"lmforge", "hf", "ratio"}, "lora": ...,
 "cpu": ...}.
 """
@@ -65,21 +68,34 @@ def prepare(work: Path, shape: str, seq_len: int) -> None:
     (work / "examples.json").write_text(json.dumps(examples))
 
 
-def windows(work: Path, seq_len: int, batch: int, steps: int):
+def windows(work: Path, seq_len: int, batch: int, steps: int, padded: bool = False):
+    """`steps` batches of `batch` windows: packed (several conversations per window, lmforge's
+    layout), or padded (one conversation per row, right-padded to the batch's longest, plain
+    causal attention). Each batch carries "real_tokens", the conversation tokens it holds."""
     from lmforge.train.objectives.sft import pack, window_batch
     examples = json.loads((work / "examples.json").read_text())
-    packed = pack([len(ids) for ids, _ in examples], seq_len)
-    return [window_batch(examples, [packed[(s * batch + j) % len(packed)] for j in range(batch)], seq_len, 0)
-            for s in range(steps)]
+    packed = [[i] for i in range(len(examples))] if padded else pack([len(ids) for ids, _ in examples], seq_len)
+    out = []
+    for s in range(steps):
+        chosen = [packed[(s * batch + j) % len(packed)] for j in range(batch)]
+        b = window_batch(examples, chosen, seq_len, 0)
+        b["real_tokens"] = sum(min(len(examples[i][0]), seq_len) for w in chosen for i in w)
+        if padded:
+            width = max(min(len(examples[w[0]][0]), seq_len) for w in chosen)
+            b = {k: v[:, :width] if k != "attend" else None for k, v in b.items() if k != "real_tokens"} | \
+                {"real_tokens": b["real_tokens"]}
+        out.append(b)
+    return out
 
 
-def run_lmforge(work: Path, lora: bool, steps: int, batch: int, seq_len: int, compile: bool = False) -> dict:
+def run_lmforge(work: Path, lora: bool, steps: int, batch: int, seq_len: int, compile: bool = False,
+                padded: bool = False) -> dict:
     from lmforge.models.io import load_model
     from lmforge.models.lora import LoraSpec, add_lora
     from lmforge.train.config import TrainConfig
     from lmforge.train.loop import Trainer
     from lmforge.train.objectives import SFT
-    data = windows(work, seq_len, batch, steps)
+    data = windows(work, seq_len, batch, steps, padded)
     before = rss_mb()
     model = load_model(work / "run").train()
     if lora:
@@ -99,9 +115,12 @@ def run_lmforge(work: Path, lora: bool, steps: int, batch: int, seq_len: int, co
     trainer = Trainer(model, cfg, Fixed(), [], seed=0, objective=SFT([], [], 0, seq_len),
                       log=lambda r: times.append(time.perf_counter()) if r.get("kind") == "train" else None)
     trainer.fit()
-    tps = batch * seq_len * (steps - WARMUP) / (times[-1] - times[WARMUP - 1])
-    return {"tokens_per_s": round(tps, 1), "peak_rss_mb": round(peak_mb(), 1),
-            "model_rss_mb": round(peak_mb() - before, 1), "dtype": str(trainer.autocast_dtype or "float32")}
+    seconds = times[-1] - times[WARMUP - 1]
+    tps = batch * seq_len * (steps - WARMUP) / seconds
+    real = sum(b["real_tokens"] for b in data[WARMUP:]) / seconds
+    return {"tokens_per_s": round(tps, 1), "conversation_tokens_per_s": round(real, 1),
+            "peak_rss_mb": round(peak_mb(), 1), "model_rss_mb": round(peak_mb() - before, 1),
+            "dtype": str(trainer.autocast_dtype or "float32")}
 
 
 def run_hf(work: Path, lora: bool, steps: int, batch: int, seq_len: int, bf16: bool) -> dict:
@@ -151,7 +170,8 @@ def main() -> None:
         engine, kind = a.worker.split("-")
         work = Path(a.work)
         if engine.startswith("lmforge"):
-            out = run_lmforge(work, kind == "lora", a.steps, a.batch, a.seq_len, compile=engine == "lmforgecompiled")
+            out = run_lmforge(work, kind == "lora", a.steps, a.batch, a.seq_len, compile=engine == "lmforgecompiled",
+                              padded=engine == "lmforgepadded")
         else:
             from lmforge.train.mfu import fastest_autocast_dtype
             out = run_hf(work, kind == "lora", a.steps, a.batch, a.seq_len,
@@ -173,6 +193,13 @@ def main() -> None:
             if "lmforgecompiled" in results[kind]:
                 results[kind]["compiled_ratio"] = round(results[kind]["lmforgecompiled"]["tokens_per_s"] /
                                                         results[kind]["hf"]["tokens_per_s"], 2)
+        # packing: the same conversations, several per window (block mask) or one per padded row
+        cmd = [sys.executable, __file__, "--worker", "lmforgepadded-full", "--work", str(work),
+               "--steps", str(a.steps), "--batch", str(a.batch), "--seq-len", str(a.seq_len)]
+        padded = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+        print(json.dumps({"contestant": "lmforge-full-padded", **padded}), flush=True)
+        results["packing"] = {"packed_conversation_tokens_per_s": results["full"]["lmforge"]["conversation_tokens_per_s"],
+                              "padded_conversation_tokens_per_s": padded["conversation_tokens_per_s"]}
     results["lora_vs_full_peak_rss"] = {e: round(results["lora"][e]["peak_rss_mb"] / results["full"][e]["peak_rss_mb"], 3)
                                         for e in ("lmforge", "hf")}
     print(json.dumps({**results, "shape": a.shape, "batch": a.batch, "seq_len": a.seq_len, "cpu": cpu_name()}))

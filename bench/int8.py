@@ -1,6 +1,6 @@
 """int8 weights in lmforge's own engine: decode speed and what they cost in bits per byte.
 
-    python bench/int8.py [--run runs/quickstart] [--windows 40]
+    python bench/int8.py [--run runs/quickstart-base] [--windows 40]
     python bench/int8.py --random 8x512          # speed only: a random-weight Llama-layout model
 
 The run's model decodes the same prompt (batch 1, greedy, 128 new tokens) with float32 and with
@@ -53,7 +53,7 @@ def measure(run: Path, dtype: str | None, windows: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", type=Path, default=Path("runs/quickstart"))
+    ap.add_argument("--run", type=Path, default=Path("runs/quickstart-base"))
     ap.add_argument("--windows", type=int, default=40)
     ap.add_argument("--random", metavar="LAYERSxWIDTH", help="time a random-weight model of this shape instead")
     args = ap.parse_args()

@@ -98,3 +98,30 @@ def test_classification_mistakes_are_one_line(tiny_run, tmp_path):
         out = lmforge("run", str(_recipe(tmp_path, tiny_run, test=test)), "--out", str(tmp_path / test.stem))
         assert out.returncode == 2 and message in out.stderr, out.stderr
         assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_every_family_classifies_a_padded_text_as_it_does_alone():
+    import torch
+    from lmforge.models.bert import BertConfig
+    from lmforge.models.classifier import classify_logits
+    from lmforge.models.llama import LlamaConfig
+    from lmforge.models.registry import build_model
+    from lmforge.models.rnn import RNNConfig
+    torch.manual_seed(0)
+    for cfg in (LlamaConfig(preset="tiny", vocab_size=50, max_seq_len=16),
+                BertConfig(preset="bert-tiny", vocab_size=50, max_seq_len=16),
+                RNNConfig(arch="lstm", preset="rnn-tiny", vocab_size=50)):
+        model = build_model(replace_labels(cfg.resolved(), ["a", "b", "c"])).eval()
+        text = torch.tensor([[5, 9, 11, 20, 7]])
+        padded = torch.tensor([[5, 9, 11, 20, 7, 0, 0, 0], [3, 4, 0, 0, 0, 0, 0, 0]])
+        mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0]])
+        alone = classify_logits(model, text, torch.ones_like(text))
+        both = classify_logits(model, padded, mask)
+        assert both.shape == (2, 3), cfg.arch
+        assert torch.allclose(both[0], alone[0], atol=1e-5), cfg.arch      # padding is never read
+        assert not torch.allclose(both[0], both[1], atol=1e-3), cfg.arch
+
+
+def replace_labels(cfg, labels):
+    from dataclasses import replace
+    return replace(cfg, labels=labels)

@@ -64,3 +64,16 @@ def test_batches_are_reproducible_and_cover_every_window_each_pass():
     model = Transformer(LlamaConfig(preset="tiny", vocab_size=64, max_seq_len=16))
     loss, _ = objective.loss(model, batches.get(0, 0))
     assert torch.isfinite(loss)
+
+
+def test_an_over_long_conversation_keeps_its_answer():
+    prompt, answer = list(range(10, 40)), [7, 8, 9]
+    example = (prompt + answer, [False] * len(prompt) + [True] * len(answer))
+    batch = window_batch([example], [[0]], 12, 0)
+    assert batch["input_ids"][0].tolist() == (prompt + answer)[-12:]
+    assert [t for t in batch["labels"][0].tolist() if t != -100] == answer
+    nothing = (prompt, [False] * len(prompt))
+    objective = SFT([nothing], [nothing], pad_id=0, seq_len=12)
+    model = Transformer(LlamaConfig(preset="tiny", vocab_size=64, max_seq_len=16))
+    loss, _ = objective.loss(model, window_batch([nothing], [[0]], 12, 0))
+    assert float(loss.detach()) == 0.0            # no trained token: zero, not NaN

@@ -127,10 +127,14 @@ def evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
     engines = {"tuned": Engine(model, tok, copy_model=False)}
     if base is not None:
         engines["base"] = Engine(base, tok, copy_model=False)
+    def answer(engine: Engine, messages: list[dict]) -> str:
+        ids = engine.apply_chat_template(messages)
+        room = max(engine.context - ec.sample_tokens, 1)     # a long prompt keeps its end, as in training
+        return engine.generate(ids[-room:], max_tokens=ec.sample_tokens, temperature=0.0).text
+
     try:
-        result["samples"] = [{"prompt": p[-1]["content"],
-                              **{name: e.chat(p, max_tokens=ec.sample_tokens, temperature=0.0).text
-                                 for name, e in engines.items()}} for p in prompts]
+        result["samples"] = [{"prompt": p[-1]["content"], **{name: answer(e, p) for name, e in engines.items()}}
+                             for p in prompts]
     finally:
         for e in engines.values():
             e.close()

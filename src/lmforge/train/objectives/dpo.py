@@ -28,7 +28,7 @@ def pad_sequences(examples: list[tuple[list[int], list[bool]]], seq_len: int, pa
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), -100, dtype=torch.long)
     for i, (tokens, mask) in enumerate(examples):
-        tokens, mask = tokens[:width], mask[:width]
+        tokens, mask = tokens[-width:], mask[-width:]     # an over-long pair keeps its answer (the end)
         ids[i, :len(tokens)] = torch.tensor(tokens)
         for t in range(len(tokens) - 1):
             if mask[t + 1]:

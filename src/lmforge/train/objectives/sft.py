@@ -6,8 +6,10 @@ while rendering, so nothing is searched for here. Examples are packed in order, 
 served, into windows of `seq_len` tokens; a window's rest is padding. Inside a window every token
 attends only to earlier tokens of its own conversation (a block-diagonal causal mask) and its
 position restarts at 0 with each conversation, so a packed conversation computes exactly what it
-would alone. An example longer than the window keeps its first `seq_len` tokens (the rule is
-stated, and `truncated` counts them).
+would alone. An example longer than the window keeps its last `seq_len` tokens: the answer is at
+the end, so the beginning of a long prompt is what goes (the rule is stated, and `truncated`
+counts them). A batch with no trained token (it cannot happen with that rule unless an answer
+alone outgrows the window) gives a zero loss rather than NaN.
 
 Batches: step s takes windows from a permutation of all windows seeded by (seed, pass), so resume
 is exact and every window is seen once per pass over the data.
@@ -49,7 +51,7 @@ def window_batch(examples: list[tuple[list[int], list[bool]]], windows: list[lis
     for b, members in enumerate(windows):
         start = 0
         for s, i in enumerate(members, 1):
-            tokens, mask = examples[i][0][:seq_len], examples[i][1][:seq_len]
+            tokens, mask = examples[i][0][-seq_len:], examples[i][1][-seq_len:]
             n = len(tokens)
             ids[b, start:start + n] = torch.tensor(tokens)
             # position t predicts token t + 1: a label where that next token is trained
@@ -110,4 +112,6 @@ class SFT(Objective):
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         logits = model(batch["input_ids"], position_ids=batch["position_ids"], mask=batch["attend"])
+        if not bool((batch["labels"] != -100).any()):
+            return logits.sum() * 0.0, {}
         return token_losses(logits, batch["labels"]), {}
