@@ -67,7 +67,12 @@ def test_fine_tuning_mistakes_are_one_line(tiny_run, tmp_path):
 
 
 def test_a_killed_sft_run_resumes_with_the_same_losses(tiny_run, tmp_path):
-    recipe = _recipe(tmp_path, tiny_run, _conversations(tmp_path / "chat.jsonl"), max_steps=30)
+    assert_a_killed_run_resumes(tmp_path, _recipe(tmp_path, tiny_run, _conversations(tmp_path / "chat.jsonl"),
+                                                  max_steps=30))
+
+
+def assert_a_killed_run_resumes(tmp_path, recipe):
+    """SIGKILL after step 20's checkpoint, --resume: the very losses of an uninterrupted run."""
     base = tmp_path / "prepared"
     assert lmforge("prepare", str(base), "--recipe", str(recipe)).returncode == 0
     full = losses_of_a_full_run(base, tmp_path / "full")

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from conftest import lmforge
-from test_finetune_sft import _conversations, _recipe
-from test_train_resume import kill_after_step_20, losses_of_a_full_run, train_losses
+from test_finetune_sft import _conversations, _recipe, assert_a_killed_run_resumes
 
 from lmforge.infer.tiny import make_tiny_run
 from lmforge.models.llama import LlamaConfig, Transformer
@@ -102,12 +101,5 @@ def test_serving_and_merging_give_the_adapted_model(lora_run, tmp_path):
 
 
 def test_a_killed_lora_run_resumes_with_the_same_losses(tiny_run, tmp_path):
-    recipe = _recipe(tmp_path, tiny_run, _conversations(tmp_path / "chat.jsonl"), max_steps=30, **LORA)
-    base = tmp_path / "prepared"
-    assert lmforge("prepare", str(base), "--recipe", str(recipe)).returncode == 0
-    full = losses_of_a_full_run(base, tmp_path / "full")
-    killed = tmp_path / "killed"
-    kill_after_step_20(base, killed)
-    out = lmforge("train", str(killed), "--resume")
-    assert out.returncode == 0 and "resuming at step 20" in out.stdout, out.stderr[-1000:]
-    assert train_losses(killed) == full
+    assert_a_killed_run_resumes(tmp_path, _recipe(tmp_path, tiny_run, _conversations(tmp_path / "chat.jsonl"),
+                                                  max_steps=30, **LORA))

@@ -42,3 +42,15 @@ class Objective:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class ExampleObjective(Objective):
+    """An objective over a list of fine-tuning examples, each (token ids, ...), rather than a token
+    stream; an example longer than `seq_len` is cut (each subclass states how) and counted."""
+
+    def __init__(self, train: list, val: list, pad_id: int, seq_len: int):
+        self.train, self.val, self.pad_id = train, val, pad_id
+        self.truncated = sum(len(example[0]) > seq_len for example in train + val)
+
+    def summary(self) -> dict:
+        return {"truncated_examples": self.truncated}

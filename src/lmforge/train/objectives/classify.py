@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from lmforge.models.classifier import classify_logits
 from lmforge.train.batches import ItemBatches
-from lmforge.train.objectives.base import Objective
+from lmforge.train.objectives.base import ExampleObjective
 
 Example = tuple[list[int], int]
 
@@ -43,16 +43,9 @@ def predict(model, examples: list[Example], seq_len: int, pad_id: int, batch_siz
     return torch.cat(out)
 
 
-class Classify(Objective):
+class Classify(ExampleObjective):
     name = "classify"
     distributed = False    # the head reads the family's features outside the wrapped forward
-
-    def __init__(self, train: list[Example], val: list[Example], pad_id: int, seq_len: int):
-        self.train, self.val, self.pad_id = train, val, pad_id
-        self.truncated = sum(len(ids) > seq_len for ids, _ in train + val)
-
-    def summary(self) -> dict:
-        return {"truncated_examples": self.truncated}
 
     def train_batches(self, tokens, seq_len: int, batch_size: int, seed: int, grad_accum: int = 1,
                       rank: int = 0, world: int = 1):

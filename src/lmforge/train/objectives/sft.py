@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from lmforge.train.batches import ItemBatches
-from lmforge.train.objectives.base import Objective
+from lmforge.train.objectives.base import ExampleObjective
 from lmforge.train.objectives.causal_lm import token_losses
 
 
@@ -87,16 +87,8 @@ def assistant_nll(model, examples: list[tuple[list[int], list[bool]]], pad_id: i
     return total / max(count, 1)
 
 
-class SFT(Objective):
+class SFT(ExampleObjective):
     name = "sft"
-
-    def __init__(self, train: list[tuple[list[int], list[bool]]], val: list[tuple[list[int], list[bool]]],
-                 pad_id: int, seq_len: int):
-        self.train, self.val, self.pad_id = train, val, pad_id
-        self.truncated = sum(len(ids) > seq_len for ids, _ in train + val)
-
-    def summary(self) -> dict:
-        return {"truncated_examples": self.truncated}
 
     def train_batches(self, tokens, seq_len: int, batch_size: int, seed: int, grad_accum: int = 1,
                       rank: int = 0, world: int = 1):
