@@ -1,5 +1,5 @@
 # lmforge: two commands on a fresh machine.
-#   make demo   set up, then run the quickstart end to end (runs/quickstart/)
+#   make demo   set up, then run the quickstart end to end (runs/quickstart-base/, the chat model runs/quickstart/)
 #   make test   set up (with test tools), then run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -44,6 +44,7 @@ bench: setup-test
 	$(PY) bench/serve_load.py
 	$(PY) bench/architectures.py
 	$(PY) bench/export.py
+	$(PY) bench/finetune.py
 
 clean-runs:
 	rm -rf runs/

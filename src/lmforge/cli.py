@@ -16,6 +16,7 @@ from lmforge.errors import UserError
 
 QUICKSTART_RECIPE = "quickstart.toml"
 QUICKSTART_CHAT_RECIPE = "quickstart_chat.toml"
+PREEMPTED_STATUS = 75          # EX_TEMPFAIL: stopped by SIGTERM / SIGUSR1 with a checkpoint; try again
 
 
 def _recipes_dir() -> Path:
@@ -40,9 +41,12 @@ def _open_or_create(args, recipe_path: str | None):
         raise UserError(f"{run_path} is not an lmforge run directory (no recipe.toml); "
                         f"start one with --recipe RECIPE.toml or `lmforge run RECIPE --out {run_path}`")
     if getattr(args, "force", False) and (run_path / "recipe.toml").is_file():
+        RunDir(run_path).lock()
         if load_recipe(run_path / "recipe.toml").fingerprint() != recipe.fingerprint():
             _reset_run(run_path)
-    return RunDir.create(run_path, recipe), recipe
+    run = RunDir.create(run_path, recipe)
+    run.lock()
+    return run, recipe
 
 
 def _reset_run(run_path: Path) -> None:
@@ -479,11 +483,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from lmforge.train.loop import Preempted
     try:
         args.func(args)
     except UserError as e:
         print(f"lmforge: error: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:     # a checkpoint is saved: the scheduler may requeue the job on this status
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"lmforge: train: {e}; checkpoint saved; continue with `lmforge train {getattr(args, 'run', 'RUN')} "
+                  f"--resume`", file=sys.stderr)
+        return PREEMPTED_STATUS
     except KeyboardInterrupt:
         print("lmforge: interrupted", file=sys.stderr)
         return 130

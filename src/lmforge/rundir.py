@@ -2,7 +2,7 @@
 
     runs/<name>/
       recipe.toml  manifest.json  data/  tokenizer/  tokens/  checkpoints/
-      metrics.jsonl  eval/  model_card.md  report.html
+      metrics.jsonl  eval/  model_card.md  report.html  .lock (held by the process writing it)
 
 The manifest records versions, seeds, hashes of inputs and outputs and the wall
 time of every stage; a stage whose record is present is finished and is skipped
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -22,6 +23,9 @@ from pathlib import Path
 from lmforge import atomic
 from lmforge.errors import UserError
 from lmforge.recipe import Recipe, load_recipe, to_toml
+
+LOCK = ".lock"
+_HELD: dict[str, object] = {}      # run directory -> its open, locked .lock file (held until exit)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -125,6 +129,40 @@ class RunDir:
         if not run.recipe_path.is_file():
             raise UserError(f"{run.path} is not an lmforge run directory (no recipe.toml)")
         return run
+
+    def lock(self) -> None:
+        """Hold `.lock` in the run directory while this process lives: a second lmforge process
+        that would write the same run is refused. The lock is the operating system's (flock), so a
+        process that crashes or is killed leaves nothing stuck. Under torchrun rank 0 holds it."""
+        import fcntl
+        key = str(self.path.resolve())
+        if key in _HELD or int(os.environ.get("RANK", "0")) != 0:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        f = open(self.path / LOCK, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            f.close()
+            raise UserError(f"{self.path} is in use by another lmforge process{f' (pid {holder})' if holder else ''}; "
+                            f"wait for it to finish or stop it") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        _HELD[key] = f
+
+    def check_outputs(self, stage: str) -> None:
+        """Refuse to go on from a stage whose outputs changed since it wrote them (a torn copy,
+        a disk error, a stray edit): each must still have the sha256 the manifest recorded."""
+        for rel, digest in self.manifest().get("stages", {}).get(stage, {}).get("outputs", {}).items():
+            path = self.path / rel
+            if not path.is_file():
+                raise UserError(f"{path} is missing (the '{stage}' stage wrote it); redo the stage with --force")
+            if sha256_file(path) != digest:
+                raise UserError(f"{path} does not match the sha256 the manifest recorded when the '{stage}' stage "
+                                f"wrote it; redo the stage with `lmforge prepare {self.path} --force`")
 
     def load_recipe(self) -> Recipe:
         return load_recipe(self.recipe_path)

@@ -170,6 +170,7 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
     from lmforge.train.objectives import build_objective
 
     _require(run, "train", "tokens")
+    run.check_outputs("tokens")
     has_checkpoints = bool(list_steps(run.checkpoints))
     if not resume and not force and not run.stage_done("train") and has_checkpoints:
         raise UserError(f"{run.path} holds an interrupted training run; pass --resume to continue it "

@@ -26,8 +26,8 @@ from lmforge.infer.sampling import sample_batch
 class Scheduler:
     """decoder: the model family's decode kernel (see models/registry.py): `inputs`, `window`,
     `last_inputs`, `make_cache`, `prefill`, `decode`, `decode_and_prefill`, `logits`, `context`.
-    before_work: called on the scheduler thread whenever it starts work after being idle (the
-    engine brings its copy of the weights up to date there)."""
+    before_work: called on the scheduler thread whenever it admits a request while no other is in
+    flight (the engine brings its copy of the weights up to date there)."""
 
     def __init__(self, decoder, *, max_batch: int = 16, prefill_chunk: int = 256,
                  before_work: Callable[[], None] | None = None):
@@ -78,8 +78,6 @@ class Scheduler:
                         self.cond.wait()
                     if self.closed:
                         break
-                if not (self.running or self.prefilling):
-                    self.before_work()
                 self._step()
         for r in [*self.waiting, *self.running, *([self.prefilling] if self.prefilling else [])]:
             r.fail(RuntimeError("the engine was closed"))
@@ -111,6 +109,7 @@ class Scheduler:
 
     def _next_prefill(self) -> Request | None:
         """The request being prefilled, or the next waiting one if a decode row is free."""
+        idle = self.prefilling is None and not self.running
         with self.cond:
             while self.prefilling is None and self.waiting and len(self.running) < self.max_batch:
                 r = self.waiting.popleft()
@@ -118,6 +117,10 @@ class Scheduler:
                     r.finish("cancelled")
                 else:
                     self.prefilling = r
+        if idle and self.prefilling is not None:
+            # the first request after an idle moment (even one admitted in the step that finished the
+            # last): the engine brings its weights up to date before any of its tokens are computed
+            self.before_work()
         if self.prefilling is not None and self.prefilling.cancelled:
             self.prefilling.finish("cancelled")
             self.prefilling = None

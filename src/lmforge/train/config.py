@@ -43,6 +43,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 200      # 0 = only at the end
     keep_last: int = 2
+    checkpoint_failure: Literal["stop", "continue"] = "stop"   # a checkpoint that cannot be written (disk full)
     keep_best: bool = True
     patience: int = 0                # > 0: stop after this many validations without improvement
     distributed: Literal["ddp", "fsdp"] = "ddp"   # strategy when launched under torchrun

@@ -9,7 +9,11 @@ What makes it trustworthy:
     with the very same loss sequence on CPU;
   * the schedule runs on "progress" (steps done / max_steps, or train seconds /
     time_budget_s), so a wall-clock-budgeted run still warms up and decays properly;
-  * validation uses a fixed sample, so curves from different runs compare.
+  * validation uses a fixed sample, so curves from different runs compare;
+  * SIGTERM or SIGUSR1 (a cluster's preemption notice) ends the run at the next step
+    boundary with a checkpoint, every rank at the same step, by raising `Preempted`;
+  * a checkpoint that cannot be written (a full disk) leaves the previous one whole and
+    stops the run, or is skipped with `train.checkpoint_failure = "continue"`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import contextlib
 import json
 import math
 import resource
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +40,17 @@ from lmforge.train import checkpoint, distributed, optim
 from lmforge.train.config import TrainConfig
 from lmforge.train.mfu import fastest_autocast_dtype, flops_per_token, measured_peak_flops
 from lmforge.train.objectives import CausalLM, Objective
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Preempted(Exception):
+    """Training stopped on a signal after saving a checkpoint at `step` (resume with --resume)."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}")
+        self.signum, self.step = signum, step
 
 
 @dataclass
@@ -144,8 +161,15 @@ class Trainer:
         if self.dist.is_main:
             state = {k: v for k, v in vars(self.state).items()}
             state["seed"] = self.seed
-            checkpoint.save_checkpoint(self.ckpt_dir, self.state.step, weights, self.model.cfg,
-                                       trainer_state, state, name=name, adapter=getattr(self.model, "lora", None))
+            try:
+                checkpoint.save_checkpoint(self.ckpt_dir, self.state.step, weights, self.model.cfg, trainer_state,
+                                           state, name=name, adapter=getattr(self.model, "lora", None))
+            except OSError as e:       # the temporary directory is gone; what was saved before is whole
+                what = f"checkpoint {name or 'at step %d' % self.state.step} could not be written ({e.strerror or e})"
+                if self.cfg.checkpoint_failure == "stop":
+                    raise UserError(f"{what}; the previous checkpoint is intact") from None
+                print(f"lmforge: {what}; the previous checkpoint is intact, training goes on", flush=True)
+                return
             if name is None:
                 checkpoint.rotate(self.ckpt_dir, self.cfg.keep_last)
         distributed.barrier(self.dist)
@@ -185,7 +209,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self, max_seconds: float | None = None) -> TrainState:
-        """Train to the end of the schedule (or stop early at `max_seconds` of training time)."""
+        """Train to the end of the schedule (or stop early at `max_seconds` of training time).
+        Raises `Preempted` after checkpointing when SIGTERM or SIGUSR1 arrives."""
+        received = []
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            handlers = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS}
+        try:
+            return self._fit(max_seconds, received)
+        finally:
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+
+    def _fit(self, max_seconds: float | None, received: list[int]) -> TrainState:
         self.max_seconds = max_seconds
         cfg, st = self.cfg, self.state
         self.model.train()
@@ -242,6 +278,12 @@ class Trainer:
                 self.log(record)
                 bar.set_postfix(loss=f"{loss_avg:.3f}", tok_s=f"{tps:,.0f}")
 
+            signum = int(distributed.max_across_ranks(float(received[0] if received else 0), self.dist))
+            if signum:                  # every rank stops after the same step
+                self.save()
+                self.log({"kind": "preempted", "step": st.step, "signal": signal.Signals(signum).name})
+                bar.close()
+                raise Preempted(signum, st.step)
             last = self._finished()
             if (cfg.eval_every and st.step % cfg.eval_every == 0) or last:
                 stopped_early = self._validate_and_keep_best()
