@@ -138,6 +138,17 @@ BAD = [
     (json.dumps({"prompt": "x", "n": 3}), 400, "n=1"),
     (json.dumps({"prompt": "x" * 30_000}), 413, "larger than"),
     (json.dumps({"no_prompt": 1}), 400, "prompt"),
+    # hostile bodies that once gave a 500
+    (json.dumps({"prompt": "x", "seed": 2 ** 70}), 400, "seed"),
+    (b'{"prompt": "\\ud800\\udfff\\ud800"}', 400, "lone surrogate"),
+    (b'{"prompt": ' + b"[" * 5000 + b"]" * 5000 + b"}", 400, "nested more than"),
+    # numbers JSON cannot hold as floats, and parts of the API that are not implemented
+    (b'{"prompt": "x", "temperature": 1e999}', 400, "too large for a float"),
+    (b'{"prompt": "x", "temperature": NaN}', 400, "NaN"),
+    (json.dumps({"prompt": "x", "tools": [{"type": "function", "function": {"name": "f"}}]}), 400, "tools"),
+    (json.dumps({"prompt": "x", "response_format": {"type": "json_object"}}), 400, "response_format"),
+    (json.dumps({"prompt": "x", "stop": ["a"] * 100}), 400, "at most 16 stop strings"),
+    (json.dumps({"prompt": [[1, [2, [3, [4]]]]] * 2}), 400, "prompt"),
 ]
 
 
@@ -148,6 +159,15 @@ def test_bad_completion_requests(server, body, status, message):
     assert r.status_code == status, r.text
     err = r.json()["error"]
     assert message in err["message"] and set(err) == {"message", "type", "param", "code"}
+
+
+def test_hostile_bodies_leave_the_connection_serving(server):
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    with httpx.Client(base_url=server, headers=headers, timeout=30) as http:     # one keep-alive connection
+        for body, status, _ in BAD[-9:]:
+            assert http.post("/v1/completions", content=body).status_code == status
+            ok = http.post("/v1/completions", json={"prompt": "x", "max_tokens": 1})
+            assert ok.status_code == 200, ok.text
 
 
 def test_bad_chat_requests_and_auth(server, client):

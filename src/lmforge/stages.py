@@ -269,13 +269,16 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
 
 def _attach_lora(model, recipe: Recipe) -> None:
     from lmforge.models.io import find_weights
-    from lmforge.models.lora import LoraSpec, add_lora
+    from lmforge.models.lora import LoraSpec, add_lora, has_lora
     tc = recipe.train
     if not recipe.model.init_from:
         raise UserError("train.adapter = 'lora' adapts a model: set model.init_from")
     if tc.objective == "classify":
         raise UserError("train.adapter = 'lora' with train.objective = 'classify' is not supported: the new head "
                         "would need saving beside the adapter; use train.train_layers instead")
+    if has_lora(model):
+        raise UserError(f"model.init_from ({recipe.model.init_from}) is itself a LoRA run; fold its adapter in "
+                        f"first (`lmforge merge {recipe.model.init_from} --out DIR`) and start from DIR")
     base = str(find_weights(recipe.model.init_from).resolve())
     names = add_lora(model, LoraSpec(tc.lora_rank, tc.lora_alpha, tc.lora_dropout, list(tc.lora_targets), base))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

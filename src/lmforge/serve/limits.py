@@ -86,13 +86,50 @@ class Guard:
             if len(body) > self.max_request_bytes:
                 raise self._too_large()
         try:
-            data = json.loads(body)
+            data = json.loads(body, parse_constant=_not_a_number, parse_float=_finite)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise APIError(400, f"request body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise APIError(400, f"request body is nested more than {MAX_DEPTH} levels deep") from None
         if not isinstance(data, dict):
             raise APIError(400, "request body must be a JSON object")
+        _check_values(data)
         return data
 
     def _too_large(self) -> APIError:
         return APIError(413, f"request body is larger than {self.max_request_bytes} bytes",
                         code="request_too_large")
+
+
+MAX_DEPTH = 32      # no request of the API nests deeper than a few levels
+
+
+def _not_a_number(name: str):
+    raise APIError(400, f"request body holds {name}, which JSON does not allow")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise APIError(400, f"request body holds the number {text}, too large for a float")
+    return value
+
+
+def _check_values(data) -> None:
+    """Depth within MAX_DEPTH and every string valid Unicode text (JSON's \\ud800 escapes can
+    make lone surrogates, which no tokenizer can encode)."""
+    stack = [(data, 1, None)]
+    while stack:
+        value, depth, key = stack.pop()
+        if depth > MAX_DEPTH:
+            raise APIError(400, f"request body is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack += [(v, depth + 1, k) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, depth + 1, key) for v in value]
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise APIError(400, f"{key or 'a string'}: holds a lone surrogate (\\ud800-\\udfff), not "
+                                    f"valid Unicode text", param=key) from None

@@ -70,6 +70,9 @@ class ServerState:
             raise APIError(400, f"max_tokens must be >= 0, got {asked}", param="max_tokens")
         if limit is not None and asked > limit:
             raise APIError(400, f"max_tokens is {asked}; this server allows at most {limit}", param="max_tokens")
+        if asked > engine.context:
+            raise APIError(400, f"max_tokens is {asked}; the model's context is {engine.context} tokens",
+                           param="max_tokens")
         return asked
 
 

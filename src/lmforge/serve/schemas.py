@@ -1,17 +1,22 @@
 """Request bodies of the OpenAI-compatible endpoints, validated with pydantic.
 
-Unknown fields are ignored (clients send many we do not use); wrong types and
-out-of-range values become a 400 naming the field.
+Unknown fields are ignored (clients send many we do not use), except the parts of OpenAI's
+API this server does not implement — tools, functions, a response_format other than text —
+which are a 400 naming them rather than silently ignored; wrong types and out-of-range values
+(a seed torch cannot take, more than MAX_STOP stop strings) become a 400 naming the field.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lmforge.infer.sampling import SamplingParams
 from lmforge.serve.errors import APIError
+
+
+MAX_STOP = 16
 
 
 class _Body(BaseModel):
@@ -32,7 +37,28 @@ class _Sampling(_Body):
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2 ** 63), le=2 ** 64 - 1)    # what torch's generators take
+    # parts of OpenAI's API this server does not implement: a 400 naming them, not silence
+    tools: list | None = None
+    tool_choice: object = None
+    functions: list | None = None
+    function_call: object = None
+    response_format: dict | None = None
+
+    @model_validator(mode="after")
+    def _supported(self):
+        for name in ("tools", "functions"):
+            if getattr(self, name):
+                raise APIError(400, f"{name}: tool calling is not supported by this server", param=name)
+        for name in ("tool_choice", "function_call"):
+            if getattr(self, name) not in (None, "none", "auto"):
+                raise APIError(400, f"{name}: tool calling is not supported by this server", param=name)
+        if self.response_format and self.response_format.get("type", "text") != "text":
+            raise APIError(400, f"response_format: type {self.response_format.get('type')!r} is not supported "
+                                f"(only 'text')", param="response_format")
+        if isinstance(self.stop, list) and len(self.stop) > MAX_STOP:
+            raise APIError(400, f"stop: at most {MAX_STOP} stop strings, got {len(self.stop)}", param="stop")
+        return self
     n: int = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
