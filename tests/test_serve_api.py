@@ -255,3 +255,15 @@ def test_client_disconnect_frees_the_sequence(server, engine):
     while engine.scheduler.occupancy and time.time() < deadline:
         time.sleep(0.02)
     assert engine.scheduler.occupancy == 0
+
+
+def test_the_api_documents_its_bodies_and_errors(engine):
+    with TestClient(create_app(engine, model_name="tiny")) as client:
+        spec = client.get("/openapi.json").json()
+        assert client.get("/docs").status_code == 200
+    chat = spec["paths"]["/v1/chat/completions"]["post"]
+    assert chat["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/ChatRequest")
+    assert {"400", "401", "404", "413", "429", "503"} <= set(chat["responses"]) and "422" not in chat["responses"]
+    body = spec["components"]["schemas"]["ChatRequest"]
+    assert "messages" in body["required"] and "seed" in body["properties"]
+    assert spec["components"]["schemas"]["ErrorBody"]["properties"]["error"]

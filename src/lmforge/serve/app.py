@@ -21,19 +21,21 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from lmforge.errors import UserError
 from lmforge.infer.engine import Engine
 from lmforge.infer.classifier import Classifier
-from lmforge.serve import classify_api, openai_api, sagemaker
+from lmforge import __version__
+from lmforge.serve import classify_api, openai_api, openapi, sagemaker
 from lmforge.serve.audit import AuditLog
 from lmforge.serve.errors import install_handlers
 from lmforge.serve.limits import Guard, resolve_keys
 from lmforge.serve.metrics import Metrics
 from lmforge.serve.openai_api import ServerState
 from lmforge.serve.recorder import RequestRecorder
+from lmforge.serve.schemas import ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest
 
 log = logging.getLogger("lmforge.serve")
 STATIC = Path(str(resources.files("lmforge.serve") / "static"))
@@ -73,11 +75,12 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
             state.load_error = f"failed to load the model: {e}"
             log.error(state.load_error)
 
+    if path is None:      # a ready engine serves from the start (also where no lifespan runs)
+        attach(engine_or_path)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        if path is None:
-            attach(engine_or_path)
-        else:
+        if path is not None:
             threading.Thread(target=load, name="lmforge-load", daemon=True).start()
         yield
         if path is not None and state.engine is not None:
@@ -85,13 +88,16 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
         if audit is not None:
             audit.close()
 
-    app = FastAPI(title="lmforge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="lmforge", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.lmforge = state
     install_handlers(app)
     app.include_router(openai_api.build_router(state))
     app.include_router(classify_api.build_router(state))
     if sagemaker_mode:
         app.include_router(sagemaker.build_router(state))
+    openapi.install(app, {"/v1/completions": CompletionRequest, "/v1/chat/completions": ChatRequest,
+                          "/tokenize": TokenizeRequest, "/detokenize": DetokenizeRequest,
+                          "/v1/classify": classify_api.ClassifyRequest})
 
     @app.get("/health")
     async def health():
@@ -100,11 +106,11 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
                                  "detail": state.load_error}, 503)
         return {"status": "ok", "model": state.model_name}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics():
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/")
+    @app.get("/", include_in_schema=False)     # the web chat page
     async def index(request: Request):
         return FileResponse(STATIC / "index.html")
 
