@@ -127,3 +127,29 @@ def test_one_process_per_run_directory_and_no_stale_lock(prepared, tmp_path):
         holder.wait()
     out = lmforge("train", str(run))
     assert out.returncode == 0, out.stderr[-500:]
+
+
+@pytest.mark.slow
+def test_a_preempted_two_rank_run_stops_together_and_resumes(tmp_path):
+    run = tmp_path / "run"      # two ranks share the recipe's accumulation steps: grad_accum 2
+    out = lmforge("prepare", str(run), "--recipe", str(tiny_recipe(tmp_path, tiny_corpus_dir(tmp_path))), *OVERRIDES,
+                  "--set", "train.grad_accum=2")
+    assert out.returncode == 0, out.stderr
+    env = {**os.environ, "LMFORGE_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "lmforge.cli", "train", str(run)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "step-000020" / "COMPLETE").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:] if proc.poll() else ""
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)            # torchrun passes it on to both ranks
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    stopped = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+               if json.loads(line)["kind"] == "preempted"]
+    assert len(stopped) == 1, stderr[-2000:]      # rank 0 logs once, for the step both ranks stopped after
+    step = stopped[0]["step"]
+    assert (run / "checkpoints" / f"step-{step:06d}" / "COMPLETE").exists()
+    out = lmforge("train", str(run), "--resume")
+    assert out.returncode == 0 and f"resuming at step {step}" in out.stdout, out.stderr[-1000:]
