@@ -29,33 +29,8 @@ def _recipes_dir() -> Path:
 
 
 def _open_or_create(args, recipe_path: str | None):
-    """The run directory named by args.run: opened if it exists, started from a recipe if not."""
-    from lmforge.recipe import load_recipe
     from lmforge.rundir import RunDir
-    run_path = Path(args.run)
-    if recipe_path is None and (run_path / "recipe.toml").is_file():
-        recipe = load_recipe(run_path / "recipe.toml", args.set)
-    elif recipe_path is not None:
-        recipe = load_recipe(recipe_path, args.set)
-    else:
-        raise UserError(f"{run_path} is not an lmforge run directory (no recipe.toml); "
-                        f"start one with --recipe RECIPE.toml or `lmforge run RECIPE --out {run_path}`")
-    if getattr(args, "force", False) and (run_path / "recipe.toml").is_file():
-        RunDir(run_path).lock()
-        if load_recipe(run_path / "recipe.toml").fingerprint() != recipe.fingerprint():
-            _reset_run(run_path)
-    run = RunDir.create(run_path, recipe)
-    run.lock()
-    return run, recipe
-
-
-def _reset_run(run_path: Path) -> None:
-    """--force with a changed recipe: start the run directory over (only lmforge's own files)."""
-    import shutil
-    for name in ("recipe.toml", "manifest.json", "metrics.jsonl", "model_card.md", "report.html"):
-        (run_path / name).unlink(missing_ok=True)
-    for name in ("data", "tokenizer", "tokens", "checkpoints", "eval"):
-        shutil.rmtree(run_path / name, ignore_errors=True)
+    return RunDir.for_writing(args.run, recipe_path, args.set, force=getattr(args, "force", False))
 
 
 def _next_steps(rundir) -> str:

@@ -25,7 +25,16 @@ from lmforge.errors import UserError
 from lmforge.recipe import Recipe, load_recipe, to_toml
 
 LOCK = ".lock"
+RECIPE = "recipe.toml"
 _HELD: dict[str, object] = {}      # run directory -> its open, locked .lock file (held until exit)
+
+
+def _start_over(run_path: Path) -> None:
+    import shutil
+    for name in (RECIPE, "manifest.json", "metrics.jsonl", "model_card.md", "report.html"):
+        (run_path / name).unlink(missing_ok=True)
+    for name in ("data", "tokenizer", "tokens", "checkpoints", "eval"):
+        shutil.rmtree(run_path / name, ignore_errors=True)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -58,7 +67,7 @@ class RunDir:
 
     # ---- layout
     @property
-    def recipe_path(self) -> Path: return self.path / "recipe.toml"
+    def recipe_path(self) -> Path: return self.path / RECIPE
     @property
     def manifest_path(self) -> Path: return self.path / "manifest.json"
     @property
@@ -120,6 +129,28 @@ class RunDir:
                 "versions": _versions(), "git_sha": _git_sha(), "seed": recipe.seed,
                 "recipe_fingerprint": recipe.fingerprint(), "stages": {}})
         return run
+
+    @classmethod
+    def for_writing(cls, path: str | Path, recipe_file: str | Path | None, overrides: list[str] | None = None,
+                    force: bool = False) -> tuple["RunDir", Recipe]:
+        """The run directory a verb that writes works in, locked: opened with its own recipe, or
+        started from `recipe_file`. With `force` and a changed recipe it is started over (only
+        lmforge's own files are removed)."""
+        run_path = Path(path)
+        if recipe_file is None and (run_path / RECIPE).is_file():
+            recipe = load_recipe(run_path / RECIPE, overrides)
+        elif recipe_file is not None:
+            recipe = load_recipe(recipe_file, overrides)
+        else:
+            raise UserError(f"{run_path} is not an lmforge run directory (no recipe.toml); "
+                            f"start one with --recipe RECIPE.toml or `lmforge run RECIPE --out {run_path}`")
+        if force and (run_path / RECIPE).is_file():
+            cls(run_path).lock()
+            if load_recipe(run_path / RECIPE).fingerprint() != recipe.fingerprint():
+                _start_over(run_path)
+        run = cls.create(run_path, recipe)
+        run.lock()
+        return run, recipe
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":

@@ -161,7 +161,7 @@ def model_config_for(recipe: Recipe, vocab_size: int):
 
 
 def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False) -> None:
-    from lmforge.finetune import base_model
+    from lmforge.finetune import attach_lora, base_model
     from lmforge.models.io import list_steps
     from lmforge.models.registry import build_model, family_of
     from lmforge.tokenizer.shards import read_shards
@@ -219,7 +219,7 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
         if task is not None:
             task.before_training(run, recipe, model, examples, seq_len, tokenizer)
         if tc.adapter == "lora":
-            _attach_lora(model, recipe)
+            attach_lora(model, recipe)
         objective = build_objective(tc.objective, model, tokenizer, tc, examples=examples)
         if info.enabled and not objective.distributed:
             raise UserError(f"train.objective = '{objective.name}' trains in one process; run it without torchrun")
@@ -265,25 +265,6 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
             say(f"train: {state.step} steps, best val loss {state.best_val_loss:.4f}")
     finally:
         distributed.teardown(info)
-
-
-def _attach_lora(model, recipe: Recipe) -> None:
-    from lmforge.models.io import find_weights
-    from lmforge.models.lora import LoraSpec, add_lora, has_lora
-    tc = recipe.train
-    if not recipe.model.init_from:
-        raise UserError("train.adapter = 'lora' adapts a model: set model.init_from")
-    if tc.objective == "classify":
-        raise UserError("train.adapter = 'lora' with train.objective = 'classify' is not supported: the new head "
-                        "would need saving beside the adapter; use train.train_layers instead")
-    if has_lora(model):
-        raise UserError(f"model.init_from ({recipe.model.init_from}) is itself a LoRA run; fold its adapter in "
-                        f"first (`lmforge merge {recipe.model.init_from} --out DIR`) and start from DIR")
-    base = str(find_weights(recipe.model.init_from).resolve())
-    names = add_lora(model, LoraSpec(tc.lora_rank, tc.lora_alpha, tc.lora_dropout, list(tc.lora_targets), base))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    say(f"train: LoRA rank {tc.lora_rank} on {len(names)} layers ({', '.join(sorted(set(n.rsplit('.', 1)[-1] for n in names)))}); "
-         f"{trainable / 1e6:.3f}M parameters train")
 
 
 class LiveSampler:
@@ -362,13 +343,14 @@ def _evaluate_language_model(run: RunDir, recipe: Recipe, model, val_tokens, met
               "bits_per_byte": round(nll / math.log(2) / val_bytes, 4),
               "scored_tokens": n, "val_bytes": int(val_bytes),
               **compression_bits_per_byte(run.val_text.read_bytes())}
-    if recipe.model.init_from:     # continued pre-training: the starting model on the same text
-        from lmforge.finetune import load_base
-        before, _ = score_token_stream(load_base(recipe), scored, window=window, batch_size=16)
+    from lmforge.finetune import load_base
+    base = load_base(recipe)       # continued pre-training: the starting model on the same text
+    if base is not None:
+        before, _ = score_token_stream(base, scored, window=window, batch_size=16)
         result["bits_per_byte_before"] = round(before / math.log(2) / val_bytes, 4)
     if ec.code_modules:
         from lmforge.eval.code_exec import evaluate_code
-        result["code"] = evaluate_code(run, recipe, model)
+        result["code"] = evaluate_code(run, recipe, model, base)
     engine = Engine(model, _tokenizer(run), threads=None, copy_model=False)
     try:
         result["samples"] = [

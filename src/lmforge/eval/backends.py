@@ -31,6 +31,7 @@ def special_token_id(tok, config: dict, keys: tuple[str, ...]) -> int | None:
 
 class LmforgeLM(EvalLM):
     def __init__(self, path: str | Path, device: torch.device | None = None, batch_size: int = 8):
+        from lmforge.infer.template import ChatTemplate
         from lmforge.models.io import find_weights, load_model
         from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
 
@@ -43,6 +44,7 @@ class LmforgeLM(EvalLM):
         self.name = path.name
         self.model = load_model(self.checkpoint, device=self.device)
         self.tokenizer = load_tokenizer(tokenizer_dir)
+        self.template = ChatTemplate.from_dir(tokenizer_dir)
         config_file = tokenizer_dir / "tokenizer_config.json"
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
         self.prefix_token_id = special_token_id(self.tokenizer, config, ("bos_token", "eos_token"))
@@ -56,10 +58,8 @@ class LmforgeLM(EvalLM):
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def chat_prompt(self, text: str) -> str:
-        from lmforge.infer.template import ChatTemplate
-        template = ChatTemplate.from_dir(self.run_dir / "tokenizer")
-        rendered = template.render([{"role": "user", "content": text}], add_generation_prompt=True)
-        return rendered.removeprefix(template.bos_token)    # scoring adds the prefix token itself
+        rendered = self.template.render([{"role": "user", "content": text}], add_generation_prompt=True)
+        return rendered.removeprefix(self.template.bos_token)    # scoring adds the prefix token itself
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)

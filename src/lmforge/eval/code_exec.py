@@ -159,10 +159,9 @@ def engine_pass_at_1(model, tokenizer, problems: list[Problem], max_tokens: int 
         engine.close()
 
 
-def evaluate_code(run, recipe, model) -> dict:
-    """eval.code_modules for a run: pass@1 of the model and (with model.init_from) of its base, and
-    whether those modules were kept out of the run's and the base's training documents."""
-    from lmforge.finetune import load_base
+def evaluate_code(run, recipe, model, base=None) -> dict:
+    """eval.code_modules for a run: pass@1 of the model and of its base (the model.init_from model,
+    when given), and whether those modules were kept out of the run's and the base's documents."""
     from lmforge.tokenizer.load import load_tokenizer
     modules = recipe.eval.code_modules
     problems = stdlib_problems(modules)
@@ -172,7 +171,6 @@ def evaluate_code(run, recipe, model) -> dict:
     after = engine_pass_at_1(model, tokenizer, problems)
     out = {"modules": modules, "problems": len(problems), "trained_on": sorted(set(leaked)),
            "pass_at_1": after["pass_at_1"], "solved": after["solved"], "samples": after["samples"][:5]}
-    base = load_base(recipe)
     if base is not None:
         out["pass_at_1_before"] = engine_pass_at_1(base, tokenizer, problems)["pass_at_1"]
     return out

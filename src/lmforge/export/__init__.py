@@ -17,7 +17,8 @@ def exportable_checkpoint(run: str | Path) -> Path:
     language-model layouts the exports write, and dropping it silently would lose the model)."""
     from lmforge.models.io import find_weights, read_model_config
     ckpt = find_weights(run)
-    if read_model_config(ckpt).labels:
-        raise UserError(f"{run} is a classifier (labels {', '.join(read_model_config(ckpt).labels)}); exporting "
+    labels = read_model_config(ckpt).labels
+    if labels:
+        raise UserError(f"{run} is a classifier (labels {', '.join(labels)}); exporting "
                         f"classifiers is not supported yet — serve it with `lmforge serve` (POST /v1/classify)")
     return ckpt

@@ -92,3 +92,23 @@ def base_model(recipe: Recipe):
 def load_base(recipe: Recipe):
     """The base model for before/after comparisons (eval mode); None when training began from scratch."""
     return load_model(recipe.model.init_from) if recipe.model.init_from else None
+
+
+def attach_lora(model, recipe: Recipe) -> None:
+    """`train.adapter = "lora"`: adapters on the base model's target layers, everything else frozen."""
+    from lmforge.models.lora import LoraSpec, add_lora, has_lora
+    from lmforge.stages import say
+    tc = recipe.train
+    if not recipe.model.init_from:
+        raise UserError("train.adapter = 'lora' adapts a model: set model.init_from")
+    if tc.objective == "classify":
+        raise UserError("train.adapter = 'lora' with train.objective = 'classify' is not supported: the new head "
+                        "would need saving beside the adapter; use train.train_layers instead")
+    if has_lora(model):
+        raise UserError(f"model.init_from ({recipe.model.init_from}) is itself a LoRA run; fold its adapter in "
+                        f"first (`lmforge merge {recipe.model.init_from} --out DIR`) and start from DIR")
+    base = str(find_weights(recipe.model.init_from).resolve())
+    names = add_lora(model, LoraSpec(tc.lora_rank, tc.lora_alpha, tc.lora_dropout, list(tc.lora_targets), base))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    say(f"train: LoRA rank {tc.lora_rank} on {len(names)} layers ({', '.join(sorted(set(n.rsplit('.', 1)[-1] for n in names)))}); "
+         f"{trainable / 1e6:.3f}M parameters train")

@@ -22,7 +22,7 @@ from lmforge.infer.engine import Engine
 from lmforge.recipe import Recipe
 from lmforge.rundir import RunDir
 from lmforge.stages import say
-from lmforge.tokenizer.load import load_tokenizer
+from lmforge.tokenizer.load import load_tokenizer, special_ids
 from lmforge.train.objectives.dpo import DPO, reference_logprobs
 from lmforge.train.objectives.sft import assistant_nll
 
@@ -115,7 +115,7 @@ def evaluate_sft(run: RunDir, recipe: Recipe, model, window: int) -> dict:
     ec = recipe.eval
     tok = load_tokenizer(run.tokenizer)
     test = conversation_examples(run)["test"]
-    pad = tok.token_to_id("<|pad|>") or 0
+    pad = special_ids(tok)["pad"] or 0
     base = load_base(recipe)
     result = {"sft_loss_after": round(assistant_nll(model, test, pad, window), 5),
               "sft_loss_before": None if base is None else round(assistant_nll(base, test, pad, window), 5),
@@ -153,7 +153,7 @@ def evaluate_dpo(run: RunDir, recipe: Recipe, model, window: int) -> dict:
     tok = load_tokenizer(run.tokenizer)
     examples = conversation_examples(run)
     reference = json.loads((run.tokens / "dpo_reference.json").read_text())["test"]
-    objective = DPO([], examples["test"], [], reference, pad_id=tok.token_to_id("<|pad|>") or 0,
+    objective = DPO([], examples["test"], [], reference, pad_id=special_ids(tok)["pad"] or 0,
                     beta=recipe.train.dpo_beta)
     totals, n = {}, 0
     with torch.no_grad():
@@ -192,7 +192,7 @@ class Preferences(SupervisedChat):
     result = "dpo"
 
     def before_training(self, run: RunDir, recipe: Recipe, model, examples: dict, seq_len: int, tokenizer) -> None:
-        examples.update(dpo_reference(run, model, examples, seq_len, tokenizer.token_to_id("<|pad|>") or 0))
+        examples.update(dpo_reference(run, model, examples, seq_len, special_ids(tokenizer)["pad"] or 0))
 
     def evaluate(self, run: RunDir, recipe: Recipe, model, window: int) -> dict:
         return evaluate_dpo(run, recipe, model, window)

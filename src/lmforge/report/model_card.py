@@ -16,6 +16,51 @@ def _load(path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _table(rows: list[tuple[str, object]]) -> list[str]:
+    return ["| metric | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows), ""]
+
+
+def _results(res: dict, recipe: Recipe) -> list[str]:
+    """The run's own evaluation (eval/pretrain.json or its fine-tuning task's file) as a table and a verdict."""
+    base = recipe.model.init_from
+    if not res:
+        return ["Not evaluated yet (`lmforge eval`)."]
+    if "mlm_accuracy" in res:
+        verdict = "above" if res["mlm_accuracy"] > res["unigram_mlm_accuracy"] else "NOT above"
+        return _table([("masked-LM loss (nats/masked token)", res["mlm_loss"]),
+                       ("masked-LM accuracy", res["mlm_accuracy"]),
+                       ("unigram baseline accuracy (same positions)", res["unigram_mlm_accuracy"]),
+                       ("pseudo-log-likelihood (nats/token)", res["pll_per_token"]),
+                       ("pseudo-perplexity", res["pseudo_perplexity"])]) + \
+            [f"The model's masked-token accuracy is {verdict} the unigram baseline's."]
+    if "sft_loss_after" in res:
+        return _table([("held-out assistant-token loss, base model (nats/token)", res["sft_loss_before"]),
+                       ("held-out assistant-token loss, fine-tuned (nats/token)", res["sft_loss_after"]),
+                       ("held-out conversations", res["test_conversations"])]) + \
+            ([f"Fine-tuned from {base}."] if base else [])
+    if "reward_accuracy_after" in res:
+        return _table([("held-out reward accuracy before (policy = reference)", res["reward_accuracy_before"]),
+                       ("held-out reward accuracy after", res["reward_accuracy_after"]),
+                       ("held-out reward margin after", res["reward_margin_after"]),
+                       ("held-out pairs", res["test_pairs"])]) + \
+            ([f"Preference-tuned (DPO) from {base}."] if base else [])
+    if "macro_f1" in res:
+        zs = res.get("zero_shot_accuracy")
+        return _table([("test accuracy", f"{res['accuracy']} ± {res['accuracy_stderr']}"),
+                       ("test macro-F1", res["macro_f1"]),
+                       ("majority-class accuracy (same test set)", res["majority_accuracy"]),
+                       ("base model, zero-shot accuracy", "not measured" if zs is None else zs),
+                       ("test examples", res["test_examples"])]) + \
+            [f"Labels: {', '.join(res['confusion_matrix']['labels'])}."] + \
+            ([f"Fine-tuned for classification from {base}."] if base else [])
+    verdict = "below" if res["bits_per_byte"] < res["gzip_bits_per_byte"] else "NOT below"
+    return _table([("validation loss (nats/token)", res["val_loss"]), ("token perplexity", res["token_perplexity"]),
+                   ("bits per byte", res["bits_per_byte"]),
+                   ("gzip -9 bits per byte (same text)", res["gzip_bits_per_byte"]),
+                   ("xz -9 bits per byte (same text)", res["xz_bits_per_byte"])]) + \
+        [f"The model's bits per byte is {verdict} gzip's on the same text."]
+
+
 def write_model_card(run: RunDir, recipe: Recipe) -> None:
     manifest = run.manifest()
     stages = manifest.get("stages", {})
@@ -48,53 +93,8 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
              f"{train.get('seconds', 0):.0f} s wall time on {train.get('world_size', 1)} process(es); "
              f"optimizer {recipe.train.optimizer}, schedule {recipe.train.schedule}, "
              f"autocast {recipe.train.dtype}.", "",
-             "## Evaluation (validation split)"]
-    if res and "mlm_accuracy" in res:
-        lines += ["| metric | value |", "|---|---|",
-                  f"| masked-LM loss (nats/masked token) | {res['mlm_loss']} |",
-                  f"| masked-LM accuracy | {res['mlm_accuracy']} |",
-                  f"| unigram baseline accuracy (same positions) | {res['unigram_mlm_accuracy']} |",
-                  f"| pseudo-log-likelihood (nats/token) | {res['pll_per_token']} |",
-                  f"| pseudo-perplexity | {res['pseudo_perplexity']} |", ""]
-        verdict = "above" if res["mlm_accuracy"] > res["unigram_mlm_accuracy"] else "NOT above"
-        lines.append(f"The model's masked-token accuracy is {verdict} the unigram baseline's.")
-    elif res and "sft_loss_after" in res:
-        lines += ["| metric | value |", "|---|---|",
-                  f"| held-out assistant-token loss, base model (nats/token) | {res['sft_loss_before']} |",
-                  f"| held-out assistant-token loss, fine-tuned (nats/token) | {res['sft_loss_after']} |",
-                  f"| held-out conversations | {res['test_conversations']} |", ""]
-        if recipe.model.init_from:
-            lines.append(f"Fine-tuned from {recipe.model.init_from}.")
-    elif res and "reward_accuracy_after" in res:
-        lines += ["| metric | value |", "|---|---|",
-                  f"| held-out reward accuracy before (policy = reference) | {res['reward_accuracy_before']} |",
-                  f"| held-out reward accuracy after | {res['reward_accuracy_after']} |",
-                  f"| held-out reward margin after | {res['reward_margin_after']} |",
-                  f"| held-out pairs | {res['test_pairs']} |", ""]
-        if recipe.model.init_from:
-            lines.append(f"Preference-tuned (DPO) from {recipe.model.init_from}.")
-    elif res and "macro_f1" in res:
-        zs = res.get("zero_shot_accuracy")
-        lines += ["| metric | value |", "|---|---|",
-                  f"| test accuracy | {res['accuracy']} ± {res['accuracy_stderr']} |",
-                  f"| test macro-F1 | {res['macro_f1']} |",
-                  f"| majority-class accuracy (same test set) | {res['majority_accuracy']} |",
-                  f"| base model, zero-shot accuracy | {'not measured' if zs is None else zs} |",
-                  f"| test examples | {res['test_examples']} |", "",
-                  f"Labels: {', '.join(res['confusion_matrix']['labels'])}."]
-        if recipe.model.init_from:
-            lines.append(f"Fine-tuned for classification from {recipe.model.init_from}.")
-    elif res:
-        lines += ["| metric | value |", "|---|---|",
-                  f"| validation loss (nats/token) | {res['val_loss']} |",
-                  f"| token perplexity | {res['token_perplexity']} |",
-                  f"| bits per byte | {res['bits_per_byte']} |",
-                  f"| gzip -9 bits per byte (same text) | {res['gzip_bits_per_byte']} |",
-                  f"| xz -9 bits per byte (same text) | {res['xz_bits_per_byte']} |", ""]
-        verdict = ("below" if res["bits_per_byte"] < res["gzip_bits_per_byte"] else "NOT below")
-        lines.append(f"The model's bits per byte is {verdict} gzip's on the same text.")
-    else:
-        lines.append("Not evaluated yet (`lmforge eval`).")
+             "## Evaluation (held-out data)"]
+    lines += _results(res, recipe)
     rows = task_rows(run)
     if rows:
         lines += ["", "## Evaluation (tasks, `lmforge eval --task`)", "| " + " | ".join(TASK_HEADER) + " |",

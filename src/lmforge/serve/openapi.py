@@ -13,8 +13,6 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from lmforge.serve.errors import TYPES
-
 
 class ErrorDetail(BaseModel):
     message: str
@@ -45,8 +43,7 @@ def install(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
             for method, op in operations.items():
                 op.setdefault("responses", {}).pop("422", None)
                 for status, text in ERRORS.items():
-                    if status in TYPES:
-                        op["responses"][str(status)] = {"description": text, "content": error}
+                    op["responses"][str(status)] = {"description": text, "content": error}
                 model = bodies.get(path) if method == "post" else None
                 if model is not None:
                     components.update(_schema(model))

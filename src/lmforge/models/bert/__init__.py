@@ -16,6 +16,10 @@ def _role(name: str, p) -> str:
     return "matrix" if p.dim() == 2 else "vector"
 
 
+def _layers(model: BertEncoder) -> list:
+    return list(model.bert.encoder.layer)
+
+
 def _describe(cfg: BertConfig) -> str:
     return (f"bidirectional encoder (arch `bert`, BERT's architecture): {cfg.n_layer} layers, d_model "
             f"{cfg.d_model}, {cfg.n_head} heads, learned positions up to {cfg.max_seq_len}, "
@@ -26,7 +30,7 @@ FAMILY = Family(
     arch="bert", config=BertConfig, build=BertEncoder, objectives=("masked_lm", "classify"),
     generative=False, recurrent=False,
     param_roles=lambda model: roles_by_name(model, _role),
-    fsdp_units=lambda model: list(model.bert.encoder.layer), blocks=lambda model: list(model.bert.encoder.layer),
+    fsdp_units=_layers, blocks=_layers,
     features=lambda model, ids, mask: model.pool(model.encode(ids, mask), mask, "mean"),
     decoder=None, describe=_describe, to_hf=hf.to_hf, from_hf={"bert": hf.from_hf})
 

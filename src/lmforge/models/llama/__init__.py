@@ -26,6 +26,10 @@ def _decoder(model: Transformer):
     return FusedDecoder(model)
 
 
+def _layers(model: Transformer) -> list:
+    return list(model.model.layers)
+
+
 def _features(model: Transformer, input_ids, attention_mask):
     return last_token(model(input_ids, return_hidden=True), attention_mask)
 
@@ -40,7 +44,7 @@ FAMILY = Family(
     arch="llama", config=LlamaConfig, build=Transformer, objectives=("causal_lm", "sft", "dpo", "classify"),
     generative=True, recurrent=False,
     param_roles=lambda model: roles_by_name(model, _role),
-    fsdp_units=lambda model: list(model.model.layers), blocks=lambda model: list(model.model.layers),
+    fsdp_units=_layers, blocks=_layers,
     features=_features, decoder=_decoder, describe=_describe,
     to_hf=hf.to_hf, from_hf={kind: hf.from_hf for kind in ("llama", "mistral", "qwen3", "gpt2")})
 
