@@ -21,6 +21,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from tokenizers import Tokenizer
 
 from lmforge.errors import UserError
+from lmforge.infer.grammar import GrammarEngine
 from lmforge.infer.request import Delta, Done, Event, Failed, GenerationResult, Request
 from lmforge.infer.sampling import SamplingParams
 from lmforge.infer.scheduler import Scheduler
@@ -97,6 +98,7 @@ class Engine:
         # lmforge's own stop tokens, and the eos token an imported tokenizer names
         stops = (*STOP_TOKENS, self.template.eos_token)
         self.stop_ids = {i for i in map(tokenizer.token_to_id, stops) if i is not None}
+        self._grammars: GrammarEngine | None = None
         self._copied = self._source_stamp()
         self.scheduler = Scheduler(self.decoder, max_batch=max_batch, prefill_chunk=prefill_chunk,
                                    before_work=self._follow_source)
@@ -162,14 +164,24 @@ class Engine:
             raise UserError(f"prompt is {len(ids)} tokens; the model's context is {self.context}")
         return ids
 
+    @property
+    def grammars(self) -> GrammarEngine:
+        """The tokenizer as the grammar engine sees it (built on the first constrained request)."""
+        if self._grammars is None:
+            self._grammars = GrammarEngine(self.tokenizer, self.vocab_size, self.stop_ids)
+        return self._grammars
+
     # -- the request API --------------------------------------------------------------------
 
     def submit(self, prompt: str | list[int], params: SamplingParams, sink: Callable[[Event], None],
                prompt_logprobs: bool = False) -> Request:
         """Queue a request whose events go to `sink` (called on the scheduler thread)."""
         params.validate()
+        if any(not 0 <= token < self.vocab_size for token, _ in params.logit_bias):
+            raise UserError(f"logit_bias token ids must be in [0, {self.vocab_size})")
+        constraint = self.grammars.constraint(params.grammar) if params.grammar else None
         request = Request(self.prompt_ids(prompt), params, self.tokenizer, self.stop_ids,
-                          self.vocab_size, sink, prompt_logprobs=prompt_logprobs)
+                          self.vocab_size, sink, prompt_logprobs=prompt_logprobs, constraint=constraint)
         self.scheduler.submit(request)
         return request
 

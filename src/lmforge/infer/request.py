@@ -15,6 +15,7 @@ from typing import Callable
 from tokenizers import Tokenizer
 
 from lmforge.infer.detokenize import IncrementalDecoder
+from lmforge.infer.grammar import Constraint
 from lmforge.infer.sampling import Penalties, SamplingParams, make_generator
 from lmforge.infer.stops import StopMatcher
 
@@ -67,7 +68,7 @@ def token_text(tokenizer: Tokenizer, token_id: int) -> str:
 class Request:
     def __init__(self, prompt_ids: list[int], params: SamplingParams, tokenizer: Tokenizer,
                  stop_ids: set[int], vocab_size: int, sink: Callable[[Event], None],
-                 prompt_logprobs: bool = False):
+                 prompt_logprobs: bool = False, constraint: Constraint | None = None):
         self.prompt_ids = prompt_ids
         self.params = params
         self.tok = tokenizer
@@ -78,6 +79,7 @@ class Request:
         self.penalties = Penalties(params, vocab_size, prompt_ids) if params.penalized else None
         self.decoder = IncrementalDecoder(tokenizer)
         self.stopper = StopMatcher(params.stop)
+        self.constraint = constraint    # the grammar the output must follow, if any
         self.cached = 0                 # tokens of this sequence already in the KV cache
         self.token_ids: list[int] = []
         self.text: list[str] = []
@@ -120,12 +122,14 @@ class Request:
             self.penalties.add(token_id)
         if logprob is not None and self.logprobs is not None:
             self.logprobs.append(logprob)
+        if self.constraint is not None:
+            self.constraint.advance(token_id)
         text, hit = "", False
         if token_id in self.stop_ids and not self.params.ignore_eos:
             self.finish_reason = "stop"
         else:
             text, hit = self.stopper.push(self.decoder.push(token_id))
-            if hit:
+            if hit or (self.constraint is not None and self.constraint.complete):
                 self.finish_reason = "stop"
             elif (len(self.token_ids) >= self.params.max_tokens
                   or len(self.prompt_ids) + len(self.token_ids) >= context_len):

@@ -1,6 +1,6 @@
 """Turning one row of logits into the next token.
 
-The order follows Hugging Face and vLLM: penalties on the raw logits, then
+The order follows Hugging Face and vLLM: logit_bias and penalties on the raw logits, then
 temperature, then the top-k / top-p / min-p filters, then a draw: from the
 request's own `torch.Generator` when it has a seed (so a seed reproduces a
 completion no matter which other requests share its batch), in one call for all
@@ -33,6 +33,8 @@ class SamplingParams:
     top_logprobs: int = 0             # alternatives reported per generated token
     echo: bool = False                # also return the prompt (text and, with logprobs, its logprobs)
     ignore_eos: bool = False          # keep going past end-of-text tokens (benchmarks, fixed lengths)
+    logit_bias: tuple[tuple[int, float], ...] = ()   # (token id, bias added to its logit)
+    grammar: str | None = None        # constrain the output (infer.grammar: json_schema, regex, lark)
 
     def validate(self) -> None:
         checks = [
@@ -115,10 +117,13 @@ def sample_batch(logits: torch.Tensor, params: list[SamplingParams], generators:
     Sampling uses the exponential race, argmax(p / E) with E ~ Exp(1) (from the row's own
     generator when it has a seed): an exact draw from p that keeps everything but the noise batched.
     """
-    if all(p.greedy for p in params) and not any(penalties):
+    if all(p.greedy and not p.logit_bias for p in params) and not any(penalties):
         return logits.argmax(-1).tolist()
     logits = logits.clone()
-    for i, pen in enumerate(penalties):
+    for i, (p, pen) in enumerate(zip(params, penalties)):
+        if p.logit_bias:
+            ids, biases = zip(*p.logit_bias)
+            logits[i, list(ids)] += torch.tensor(biases, dtype=logits.dtype, device=logits.device)
         if pen is not None:
             logits[i] = pen.apply(logits[i])
     temps = torch.tensor([p.temperature or 1.0 for p in params], device=logits.device)

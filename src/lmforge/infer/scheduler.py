@@ -190,6 +190,9 @@ class Scheduler:
 
     def _emit(self, logits: torch.Tensor, batch: list[Request]) -> None:
         """Sample one token per row of `logits` and hand it to its request."""
+        for i, r in enumerate(batch):
+            if r.constraint is not None:
+                r.constraint.mask(logits[i])
         chosen = sample_batch(logits, [r.params for r in batch], [r.generator for r in batch],
                               [r.penalties for r in batch])
         logprobs = None

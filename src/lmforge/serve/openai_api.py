@@ -24,6 +24,7 @@ from lmforge.serve.formatting import (CompletionLogprobs, Envelope, chat_logprob
 from lmforge.serve.limits import Guard
 from lmforge.serve.metrics import Metrics
 from lmforge.serve.schemas import (ChatRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest, parse)
+from lmforge.serve.tools import call_grammar, history, parse_call
 
 
 @dataclass
@@ -106,7 +107,7 @@ def build_router(state: ServerState) -> APIRouter:
         if (body.prompt is None) == (body.messages is None):
             raise APIError(400, "send exactly one of 'prompt' or 'messages'")
         ids = (engine.encode(body.prompt, body.add_special_tokens) if body.prompt is not None
-               else engine.apply_chat_template([m.as_dict() for m in body.messages]))
+               else engine.apply_chat_template(history(body.messages, None)))
         return {"tokens": ids, "count": len(ids), "max_model_len": engine.context}
 
     @router.post("/detokenize")
@@ -205,42 +206,63 @@ async def complete(state: ServerState, request: Request, data: dict):
 async def chat(state: ServerState, request: Request, data: dict):
     body = parse(ChatRequest, data)
     engine = _common(state, request, body)
-    messages = [m.as_dict() for m in body.messages]
+    messages = body.messages_for_template
     ids = engine.prompt_ids(engine.apply_chat_template(messages))
     asked = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-    params = body.sampling(state.max_tokens(asked, engine), body.logprobs, body.top_logprobs or 0)
+    params = body.sampling(state.max_tokens(asked, engine), body.logprobs, body.top_logprobs or 0,
+                           grammar=call_grammar(body.tools, body.tool_choice))
     request.state.prompt_sha256 = prompt_digest(messages)
     gen = Generation(engine, ids, params, prompt_logprobs=False)
     env = Envelope("chat.completion" if not body.stream else "chat.completion.chunk", state.model_name)
     seen = [False]
+    may_call = bool(body.tools) and body.tool_choice != "none"
 
     if not body.stream:
         r = await gen.result()
         _first_token(state, request, seen)
         _note_usage(request, [r])
-        choice = {"index": 0, "message": {"role": "assistant", "content": r.text},
-                  "logprobs": chat_logprobs(r.logprobs) if body.logprobs else None,
-                  "finish_reason": r.finish_reason}
+        call = parse_call(r.text, body.tools) if may_call else None
+        message = {"role": "assistant", "content": None, "tool_calls": [call]} if call else \
+            {"role": "assistant", "content": r.text}
+        choice = {"index": 0, "message": message,
+                  "logprobs": chat_logprobs(r.logprobs) if body.logprobs and not call else None,
+                  "finish_reason": "tool_calls" if call else r.finish_reason}
         return env.wrap([choice], usage=usage(r.prompt_tokens, r.completion_tokens))
 
     extra = {"usage": None} if body.include_usage else {}
+    # a tool call is sent whole at the end; with tool_choice "auto" text is held only until
+    # its first character shows whether the answer is a call ("{") or free text
+    held: list[str] | None = [] if may_call else None
+
+    def chunk(delta: dict, logprobs=None, finish_reason=None) -> str:
+        return sse(env.wrap([{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
+                            **extra))
 
     async def events():
-        yield sse(env.wrap([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                             "finish_reason": None}], **extra))
+        nonlocal held
+        yield chunk({"role": "assistant", "content": ""})
         async for batch in gen.batches():
             deltas = [e for e in batch if isinstance(e, Delta)]
             text = "".join(d.text for d in deltas)
-            if deltas and (text or body.logprobs):
+            if held is not None:
+                held.append(text)
+                so_far, text = "".join(held), ""
+                if body.tool_choice in (None, "auto") and so_far and not so_far.startswith("{"):
+                    text, held = so_far, None       # free text after all: send it on
+            if held is None and deltas and (text or body.logprobs):
                 _first_token(state, request, seen)
                 logprobs = chat_logprobs([d.logprob for d in deltas]) if body.logprobs else None
-                yield sse(env.wrap([{"index": 0, "delta": {"content": text}, "logprobs": logprobs,
-                                     "finish_reason": None}], **extra))
+                yield chunk({"content": text}, logprobs)
             if isinstance(batch[-1], Done):
                 r = batch[-1].result
                 _note_usage(request, [r])
-                yield sse(env.wrap([{"index": 0, "delta": {}, "logprobs": None,
-                                     "finish_reason": r.finish_reason}], **extra))
+                call = parse_call(r.text, body.tools) if held is not None else None
+                if call:
+                    _first_token(state, request, seen)
+                    yield chunk({"tool_calls": [{"index": 0, **call}]})
+                elif held is not None and "".join(held):
+                    yield chunk({"content": "".join(held)})
+                yield chunk({}, finish_reason="tool_calls" if call else r.finish_reason)
                 if body.include_usage:
                     yield sse(env.wrap([], usage=usage(r.prompt_tokens, r.completion_tokens)))
         yield sse("[DONE]")
