@@ -1,10 +1,10 @@
-"""The server's OpenAPI document: every endpoint's request body and the errors it can answer.
+"""The server's OpenAPI document: every endpoint's request body, its answer and its errors.
 
 The endpoints read their bodies by hand (the size limit must apply before parsing, and errors
 must have OpenAI's shape), so FastAPI cannot see the pydantic models they validate with. This
 module puts those models into /openapi.json — as the operations' request bodies, with their
-`$defs` as components — and lists the error responses, so /docs, client generators and API
-fuzzers see the real API.
+`$defs` as components — with the answers of serve/responses.py and the error responses, so
+/docs, client generators and API fuzzers see the real API.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+
+from lmforge.serve.responses import ANSWERS, STREAMS, Health
 
 
 class ErrorDetail(BaseModel):
@@ -44,6 +46,12 @@ def install(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
                 op.setdefault("responses", {}).pop("422", None)
                 for status, text in ERRORS.items():
                     op["responses"][str(status)] = {"description": text, "content": error}
+                if path in ANSWERS:
+                    op["responses"]["200"] = {"description": "success", "content": _answer(ANSWERS[path], path)}
+                    components.update(_schema(ANSWERS[path]))
+                if path == "/health":       # its 503 says loading or failed, in its own shape
+                    op["responses"]["503"] = {"description": "loading, or failed to load",
+                                              "content": _answer(Health, path)}
                 model = bodies.get(path) if method == "post" else None
                 if model is not None:
                     components.update(_schema(model))
@@ -53,6 +61,16 @@ def install(app: FastAPI, bodies: dict[str, type[BaseModel]]) -> None:
         return spec
 
     app.openapi = document
+
+
+def _answer(model: type[BaseModel], path: str) -> dict:
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+    if path in STREAMS:
+        content["text/event-stream"] = {"schema": {     # one event
+            "type": "object", "required": ["data"], "properties": {"data": {
+                "type": "string", "description": f"with stream=true: a {model.__name__} chunk as JSON "
+                                                 f"(choices hold `delta`s for chat); the last event is [DONE]"}}}}
+    return content
 
 
 def _schema(model: type[BaseModel]) -> dict:
