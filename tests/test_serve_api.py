@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sqlite3
@@ -41,10 +42,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(engine, run):
-    app = create_app(engine, api_key=KEY, model_name="tiny", max_tokens_limit=64, max_request_bytes=20_000,
-                     audit_db=run / "audit.db", audit_hash_prompts=True)
+@contextlib.contextmanager
+def serving(app):
+    """`app` under uvicorn on a free 127.0.0.1 port in a thread; yields its base URL."""
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -52,9 +52,18 @@ def server(engine, run):
     deadline = time.time() + 30
     while not srv.started and time.time() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(engine, run):
+    with serving(create_app(engine, api_key=KEY, model_name="tiny", max_tokens_limit=64, max_request_bytes=20_000,
+                            audit_db=run / "audit.db", audit_hash_prompts=True)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,22 @@ answer below is the grammar's doing, not the model's."""
 from __future__ import annotations
 
 import json
-import threading
-import time
+import queue
 
 import httpx
 import jsonschema
 import openai
 import pytest
-import uvicorn
 
 from lmforge.infer import grammar
 from lmforge.infer.engine import Engine
+from lmforge.infer.grammar import Constraint
+from lmforge.infer.request import Done, Failed
+from lmforge.infer.sampling import SamplingParams
 from lmforge.infer.tiny import make_tiny_run
 from lmforge.models.llama import LlamaConfig
 from lmforge.serve.app import create_app
-from test_serve_api import free_port
+from test_serve_api import serving
 
 PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "tags"],
           "properties": {"name": {"type": "string", "maxLength": 12},
@@ -47,17 +48,8 @@ def engine(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(engine):
-    app = create_app(engine, model_name="tiny")
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(engine, model_name="tiny")) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +198,19 @@ def test_engine_regex_and_lark_grammars(engine):
                           grammar=grammar.lark('start: "yes" | "no"'))
     assert out.text in ("yes", "no") and out.finish_reason == "stop"
     assert out.token_ids[-1] not in engine.stop_ids      # stopped when complete, no end-of-text step
+
+
+def test_a_request_whose_grammar_fails_leaves_its_batch_running(engine, monkeypatch):
+    def refuse(self, token_id):
+        raise RuntimeError("the grammar refused a token")
+    monkeypatch.setattr(Constraint, "advance", refuse)
+    inbox = queue.SimpleQueue()
+    free = engine.submit("Hello", SamplingParams(max_tokens=40, temperature=0, ignore_eos=True), inbox.put)
+    engine.submit("Hello", SamplingParams(max_tokens=40, grammar=grammar.json_object()), inbox.put)
+    ends = {}
+    while len(ends) < 2:
+        event = inbox.get(timeout=30)
+        if isinstance(event, (Done, Failed)):
+            ends["done" if isinstance(event, Done) else "failed"] = event
+    assert str(ends["failed"].error) == "the grammar refused a token"
+    assert ends["done"].result.completion_tokens == 40 and free.finish_reason == "length"

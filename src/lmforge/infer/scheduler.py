@@ -204,10 +204,20 @@ class Scheduler:
                 lp = logprobs[i]
                 top_lps, top_ids = lp.topk(r.top_n) if r.top_n else (lp[:0], lp[:0].long())
                 info = r.make_logprob(tid, float(lp[tid]), top_ids.tolist(), top_lps.tolist())
-            if r.accept(tid, self.context, info):
+            try:
+                finished = r.accept(tid, self.context, info)
+            except Exception as e:      # one request's failure (its grammar refused a token) is not the batch's
+                self._remove(r)
+                r.fail(e)
+                continue
+            if finished:
                 self._retire(r, None)
 
     def _retire(self, r: Request, reason: str | None) -> None:
+        self._remove(r)
+        r.finish(reason)
+
+    def _remove(self, r: Request) -> None:
         row = self.running.index(r)
         last = len(self.running) - 1
         if row != last:   # keep rows dense: the last sequence takes the freed row
@@ -215,4 +225,3 @@ class Scheduler:
             self.cache.move(last, row, moved.cached)
             self.running[row] = moved
         self.running.pop()
-        r.finish(reason)
