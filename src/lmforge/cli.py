@@ -16,6 +16,7 @@ from lmforge.errors import UserError
 
 QUICKSTART_RECIPE = "quickstart.toml"
 QUICKSTART_CHAT_RECIPE = "quickstart_chat.toml"
+GOVERNANCE_TASKS = {"governance", "bias", "privacy"}   # `lmforge eval --task`: the governance stage
 PREEMPTED_STATUS = 75          # EX_TEMPFAIL: stopped by SIGTERM / SIGUSR1 with a checkpoint; try again
 
 
@@ -93,10 +94,20 @@ def cmd_train(args) -> None:
 
 def cmd_eval(args) -> None:
     from lmforge import stages
-    if not args.task:
+    if not args.task or set(args.task) & GOVERNANCE_TASKS:
+        if not set(args.task or []) <= GOVERNANCE_TASKS:
+            raise UserError(f"--task {' / '.join(sorted(GOVERNANCE_TASKS))} run the governance stage; "
+                            f"give them without other tasks")
         run, recipe = _open_or_create(args, None)
-        stages.evaluate(run, recipe, force=args.force)
+        stages.evaluate(run, recipe, force=args.force and not args.task)
+        result = stages.governance(run, recipe, force=bool(args.task) or args.force)
         stages.report(run, recipe)
+        if args.task and result is not None:
+            from lmforge.governance.gate import table
+            for part in ("bias", "privacy"):
+                if part in result and ("governance" in args.task or part in args.task):
+                    print(json.dumps({part: result[part]}, indent=1))
+            print(table(result["checks"]))
         return
     from lmforge.eval.harness import format_table, run_tasks
     models = [args.run] + list(args.compare or [])
@@ -453,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--chat", action="store_true", help="ask each prompt in the models' chat template")
     p.set_defaults(func=cmd_arena)
+    from lmforge.governance.cli import add_verbs
+    add_verbs(sub)
     return ap
 
 
@@ -460,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from lmforge.train.loop import Preempted
     try:
-        args.func(args)
+        status = args.func(args)
     except UserError as e:
         print(f"lmforge: error: {e}", file=sys.stderr)
         return 2
@@ -472,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lmforge: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Any
 from lmforge.data.config import DataConfig
 from lmforge.errors import UserError
 from lmforge.eval.config import EvalConfig
+from lmforge.governance.config import GovernanceConfig
 from lmforge.models.config import ModelConfig
 from lmforge.models.llama.config import LlamaConfig
 from lmforge.tokenizer.config import TokenizerConfig
@@ -37,6 +38,7 @@ class Recipe:
     model: ModelConfig = field(default_factory=LlamaConfig)   # the family's dataclass, chosen by model.arch
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    governance: GovernanceConfig = field(default_factory=GovernanceConfig)
 
     def to_dict(self) -> dict:
         return _to_plain(self)

@@ -1,6 +1,6 @@
 """The stages of a run, each reading and writing the run directory.
 
-    data -> tokenizer -> tokens -> train -> evaluate -> report
+    data -> tokenizer -> tokens -> train -> evaluate -> governance -> report
 
 A stage that finished is recorded in manifest.json with its wall time and the
 hashes of its inputs and outputs, and is skipped next time unless forced; forcing
@@ -25,7 +25,7 @@ from lmforge.errors import UserError
 from lmforge.recipe import Recipe
 from lmforge.rundir import RunDir
 
-ORDER = ["data", "tokenizer", "tokens", "train", "evaluate", "report"]
+ORDER = ["data", "tokenizer", "tokens", "train", "evaluate", "governance", "report"]
 
 
 def _task(recipe: Recipe):
@@ -138,14 +138,24 @@ def tokens(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None
     task = _task(recipe)
     if task is not None:
         return task.tokens(run, recipe)
+    from lmforge.governance.canaries import make_canaries, training_texts
     from lmforge.tokenizer.shards import encode_shards
     t0 = time.time()
+    canaries = make_canaries(recipe.data.canaries, recipe.seed) if recipe.data.canaries.repetitions else []
     meta = encode_shards(run.tokenizer, run.data / "documents.jsonl", run.tokens,
-                         val_fraction=recipe.tokenizer.val_fraction, seed=recipe.seed, workers=workers)
-    run.record_stage("tokens", time.time() - t0, inputs=[run.tokenizer / "tokenizer.json"],
-                     outputs=[run.tokens / "train.bin", run.tokens / "val.bin", run.tokens / "meta.json"],
-                     train_tokens=meta["train_tokens"], val_tokens=meta["val_tokens"])
-    say(f"tokens: {meta['train_tokens']:,} train / {meta['val_tokens']:,} validation tokens")
+                         val_fraction=recipe.tokenizer.val_fraction, seed=recipe.seed, workers=workers,
+                         extra_train=training_texts(canaries))
+    outputs = [run.tokens / "train.bin", run.tokens / "val.bin", run.tokens / "meta.json"]
+    if canaries:     # the secrets stay here, for the governance stage; no card prints them
+        atomic.write_json(run.tokens / "canaries.json", canaries)
+        outputs.append(run.tokens / "canaries.json")
+    else:
+        (run.tokens / "canaries.json").unlink(missing_ok=True)
+    run.record_stage("tokens", time.time() - t0, inputs=[run.tokenizer / "tokenizer.json"], outputs=outputs,
+                     train_tokens=meta["train_tokens"], val_tokens=meta["val_tokens"],
+                     canaries=len([c for c in canaries if c["repetitions"]]))
+    say(f"tokens: {meta['train_tokens']:,} train / {meta['val_tokens']:,} validation tokens"
+        + (f" ({meta['inserted_docs']} canary documents inserted)" if canaries else ""))
 
 
 def prepare(run: RunDir, recipe: Recipe, force: bool = False, workers: int | None = None) -> None:
@@ -389,6 +399,25 @@ def _tokenizer(run: RunDir):
     return load_tokenizer(run.tokenizer)
 
 
+# ---------------------------------------------------------------------------- governance
+def governance(run: RunDir, recipe: Recipe, force: bool = False) -> dict | None:
+    """eval/governance.json: bias and privacy measurements and the release gate (governance/)."""
+    from lmforge.governance.assess import assess
+    _require(run, "governance", "evaluate")
+    out_path = run.eval_result("governance")
+    if not recipe.governance.enabled:
+        say("governance: off in the recipe ([governance] enabled = false)")
+        return None
+    if not _begin(run, "governance", force) and out_path.exists():
+        return json.loads(out_path.read_text())
+    result = assess(run, recipe)
+    run.record_stage("governance", result["seconds"], outputs=[out_path], passed=result["passed"])
+    failed = [r["check"] for r in result["checks"] if r["status"] == "FAIL"]
+    say(f"governance: {len(result['checks'])} checks, " + (f"FAILED: {', '.join(failed)}" if failed else "all pass")
+        + f" ({result['seconds']:.0f} s; `lmforge check {run.path}` for the table)")
+    return result
+
+
 # ---------------------------------------------------------------------------- report
 def report(run: RunDir, recipe: Recipe, force: bool = True) -> None:
     from lmforge.report.html import write_report
@@ -403,4 +432,5 @@ def run_all(run: RunDir, recipe: Recipe, force: bool = False, workers: int | Non
     prepare(run, recipe, force, workers)
     train(run, recipe, force)
     evaluate(run, recipe, force)
+    governance(run, recipe, force)
     report(run, recipe)

@@ -141,6 +141,31 @@ class DecontaminateConfig:
 
 
 @dataclass
+class CanaryConfig:
+    """[data.canaries]: random secrets put into the training split, to measure memorisation
+    (governance: exposure, Carlini et al., "The Secret Sharer")."""
+    repetitions: list[int] = field(default_factory=list)   # e.g. [1, 4, 16, 64]; empty = no canaries
+    per_count: int = 2               # canaries per repetition count (and as many never-inserted controls)
+    text: str = "my account number is {secret}"
+    pattern: str = "NN-NNNN-NNNN"    # N: a random digit; other characters are kept
+
+    def validate(self) -> None:
+        if any(r < 1 for r in self.repetitions):
+            raise ValueError(f"repetitions must be >= 1, got {self.repetitions}")
+        if self.per_count < 1:
+            raise ValueError(f"per_count must be >= 1, got {self.per_count}")
+        if self.text.count("{secret}") != 1:
+            raise ValueError(f"text must hold {{secret}} once, got {self.text!r}")
+        if self.pattern.count("N") < 4:
+            raise ValueError(f"pattern needs at least 4 digits (N), got {self.pattern!r}")
+
+    @property
+    def space_bits(self) -> float:
+        """log2 of the number of possible secrets."""
+        return self.pattern.count("N") * 3.321928094887362
+
+
+@dataclass
 class NlpConfig:
     lowercase: bool = False
     remove_stop_words: bool = False
@@ -183,6 +208,7 @@ class DataConfig:
     pii: PiiConfig = field(default_factory=PiiConfig)
     decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
     nlp: NlpConfig = field(default_factory=NlpConfig)
+    canaries: CanaryConfig = field(default_factory=CanaryConfig)
 
     def validate(self) -> None:
         if not self.sources:

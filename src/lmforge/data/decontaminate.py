@@ -16,6 +16,7 @@ from lmforge.data.steps import Record, Step
 from lmforge.errors import UserError
 
 _WORD = re.compile(r"\w+")
+EVAL_ONLY_TASKS = ("crows_pairs",)   # data statements that allow evaluation only: always kept out of training
 
 
 def _strings(value) -> list[str]:
@@ -52,14 +53,29 @@ def ngrams(text: str, n: int) -> set[int]:
     return {hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1)}
 
 
+def eval_only_files() -> list[Path]:
+    """The data files of the evaluation-only tasks that are present (CrowS-Pairs)."""
+    from lmforge.eval.tasks import load_task
+    out = []
+    for name in EVAL_ONLY_TASKS:
+        try:
+            task = load_task(name)
+        except UserError:
+            continue
+        path = task.resolve(task.data.path)
+        if path.is_file():
+            out.append(path)
+    return out
+
+
 class Decontaminate(Step):
     name = "decontaminate"
 
     def __init__(self, cfg: DecontaminateConfig):
         self.cfg = cfg
         self.grams: set[int] = set()
-        for f in cfg.files:
-            for t in eval_texts(Path(f)):
+        for f in [*map(Path, cfg.files), *eval_only_files()]:
+            for t in eval_texts(f):
                 self.grams |= ngrams(t, cfg.ngram)
 
     def apply(self, doc, rec: Record):

@@ -57,6 +57,9 @@ class LmforgeLM(EvalLM):
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
     def chat_prompt(self, text: str) -> str:
         rendered = self.template.render([{"role": "user", "content": text}], add_generation_prompt=True)
         return rendered.removeprefix(self.template.bos_token)    # scoring adds the prefix token itself
@@ -111,6 +114,9 @@ class HFCausalLM(EvalLM):
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def chat_prompt(self, text: str) -> str:
         if not self.tokenizer.chat_template:

@@ -24,6 +24,21 @@ from lmforge.eval.multiple_choice import evaluate_multiple_choice
 from lmforge.eval.perplexity import evaluate_perplexity
 from lmforge.eval.prompts import build_contexts, make_example, render
 from lmforge.eval.tasks import Task, load_task
+from lmforge.governance.pairs import load_pairs
+
+
+def evaluate_minimal_pairs(lm: EvalLM, pairs: list, seed: int) -> dict:
+    """CrowS-Pairs-style pairs, scored as lm-evaluation-harness's crows_pairs task scores them."""
+    from lmforge.governance.pairs import causal_scores, summarize
+    more, less = causal_scores(lm, pairs)
+    summary = summarize(pairs, more, less, seed=seed)
+    return {"n": len(pairs),
+            "metrics": {"pct_stereotype": {"value": summary["pct_stereotype"], "ci95": summary["ci95"]},
+                        "likelihood_diff": {"value": summary["likelihood_diff"]}},
+            "by_type": summary.get("by_type", {}),
+            "samples": [{"sent_more": p.more, "sent_less": p.less, "bias_type": p.group,
+                         "ll_more": round(float(a), 4), "ll_less": round(float(b), 4)}
+                        for p, a, b in zip(pairs, more, less)]}
 
 
 def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int = 0,
@@ -32,8 +47,12 @@ def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int
     chat: each prompt (with its shots) is sent as one user message in the model's chat template."""
     shots = task.prompt.num_fewshot if num_fewshot is None or num_fewshot < 0 else num_fewshot
     limit = limit or None   # 0 means no limit, as in the recipe's [eval] limit
-    rows = read_rows(task)
     started = time.perf_counter()
+    if task.kind == "minimal_pairs":
+        out = evaluate_minimal_pairs(lm, load_pairs(str(task.resolve(task.data.path)))[:limit], seed)
+        return {"task": task.name, "kind": task.kind, "model": lm.name, "n": out.pop("n"), "num_fewshot": 0,
+                "chat": False, "limit": limit, "seed": seed, "seconds": round(time.perf_counter() - started, 2), **out}
+    rows = read_rows(task)
     if task.kind == "perplexity":
         out = evaluate_perplexity(lm, [render(task.prompt.text, r) for r in rows[:limit]])
         n = out["counts"]["documents"]

@@ -24,6 +24,9 @@ class EvalLM:
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
 
+    def decode(self, ids: list[int]) -> str:
+        raise NotImplementedError
+
     def chat_prompt(self, text: str) -> str:
         """`text` as one user message in the model's chat template, up to the assistant's turn
         (`lmforge eval --chat`: how a chat-tuned model is asked)."""
@@ -40,7 +43,7 @@ class EvalLM:
     def close(self) -> None:
         """Release background resources (an inference engine's thread)."""
 
-    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         # Trailing spaces belong to the continuation so "Answer: " + "yes" tokenizes like running
         # text; the continuation's tokens are those the whole string adds after the context's.
         stripped = context.rstrip(" ")
@@ -69,34 +72,45 @@ class EvalLM:
         return windows
 
     @torch.no_grad()
-    def score_tokens(self, requests: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
-        """For token-id (context, continuation) pairs: log-likelihood and whether it is greedy."""
-        windows = []   # (request index, input ids, targets)
+    def _scored_windows(self, requests: list[tuple[list[int], list[int]]]):
+        """(request index, window number within it, log-probabilities of the window's targets
+        (T, V), targets), one per window, in no particular order."""
+        windows = []   # (request index, window number, input ids, targets)
         for i, (ctx, cont) in enumerate(requests):
             if not ctx:
                 raise ValueError("a continuation needs at least one context token")
-            windows += [(i, inp, tgt) for inp, tgt in self._windows(ctx, cont)]
+            windows += [(i, k, inp, tgt) for k, (inp, tgt) in enumerate(self._windows(ctx, cont))]
         # longest first: batches of similar length waste less padding
-        windows.sort(key=lambda w: -len(w[1]))
-        ll = [0.0] * len(requests)
-        greedy = [True] * len(requests)
+        windows.sort(key=lambda w: -len(w[2]))
         for start in bar(range(0, len(windows), self.batch_size), desc=f"{self.name} scoring"):
             batch_windows = windows[start:start + self.batch_size]
-            width = max(len(inp) for _, inp, _ in batch_windows)
+            width = max(len(inp) for _, _, inp, _ in batch_windows)
             batch = torch.zeros(len(batch_windows), width, dtype=torch.long)
-            for j, (_, inp, _) in enumerate(batch_windows):   # right padding: causal attention never sees it
+            for j, (_, _, inp, _) in enumerate(batch_windows):   # right padding: causal attention never sees it
                 batch[j, :len(inp)] = torch.tensor(inp)
             logprobs = F.log_softmax(self.forward(batch.to(self.device)).float(), dim=-1).cpu()
-            for j, (i, inp, tgt) in enumerate(batch_windows):
-                target = torch.tensor(tgt)
-                lp = logprobs[j, len(inp) - len(tgt):len(inp)]
-                ll[i] += float(lp.gather(1, target.unsqueeze(1)).sum())
-                greedy[i] = greedy[i] and bool((lp.argmax(-1) == target).all())
+            for j, (i, k, inp, tgt) in enumerate(batch_windows):
+                yield i, k, logprobs[j, len(inp) - len(tgt):len(inp)], torch.tensor(tgt)
+
+    def score_tokens(self, requests: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """For token-id (context, continuation) pairs: log-likelihood and whether it is greedy."""
+        ll = [0.0] * len(requests)
+        greedy = [True] * len(requests)
+        for i, _, lp, target in self._scored_windows(requests):
+            ll[i] += float(lp.gather(1, target.unsqueeze(1)).sum())
+            greedy[i] = greedy[i] and bool((lp.argmax(-1) == target).all())
         return list(zip(ll, greedy))
+
+    def token_logprobs(self, requests: list[tuple[list[int], list[int]]]) -> list[list[float]]:
+        """For token-id (context, continuation) pairs: the log-probability of each continuation token."""
+        pieces: list[list[tuple[int, list[float]]]] = [[] for _ in requests]
+        for i, k, lp, target in self._scored_windows(requests):
+            pieces[i].append((k, lp.gather(1, target.unsqueeze(1))[:, 0].tolist()))
+        return [[x for _, chunk in sorted(p) for x in chunk] for p in pieces]
 
     def loglikelihood(self, requests: list[tuple[str, str]]) -> list[tuple[float, bool]]:
         """log P(continuation | context) and whether greedy decoding would produce it."""
-        pairs = [self._encode_pair(c, x) for c, x in requests]
+        pairs = [self.encode_pair(c, x) for c, x in requests]
         for (_, cont), (_, text) in zip(pairs, requests):
             if not cont:
                 raise ValueError(f"continuation {text!r} encodes to no tokens")

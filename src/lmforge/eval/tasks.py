@@ -1,7 +1,7 @@
 """Task definitions: small TOML or YAML files that point at local data and say how to prompt it.
 
     name = "piqa"
-    kind = "multiple_choice"            # multiple_choice | perplexity | generation
+    kind = "multiple_choice"            # multiple_choice | perplexity | generation | minimal_pairs
     [data]
     path = "../../shared/data/piqa/valid.jsonl"    # relative to this file
     labels = "../../shared/data/piqa/valid-labels.lst"
@@ -26,7 +26,7 @@ import yaml
 
 from lmforge.errors import UserError
 
-KINDS = ("multiple_choice", "perplexity", "generation")
+KINDS = ("multiple_choice", "perplexity", "generation", "minimal_pairs")
 FORMATS = ("jsonl", "json", "csv", "tsv", "lines", "text", "parallel")
 
 

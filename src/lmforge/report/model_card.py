@@ -1,8 +1,13 @@
-"""model_card.md, written from what the run directory really holds (Mitchell et al. 2019 sections)."""
+"""model_card.md, written from what the run directory really holds (Mitchell et al. 2019 sections),
+opening with Hugging Face's YAML metadata (license, language, datasets, model-index with the
+run's real results) so the card works as a Hub README as it is."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import yaml
 
 from lmforge import atomic
 from lmforge.models.io import config_from_dict
@@ -61,6 +66,116 @@ def _results(res: dict, recipe: Recipe) -> list[str]:
         [f"The model's bits per byte is {verdict} gzip's on the same text."]
 
 
+# licences the Hub knows by these ids; any other is "other" with its name
+HUB_LICENCES = {"apache-2.0", "mit", "bsd-3-clause", "bsd-2-clause", "cc-by-4.0", "cc-by-sa-4.0", "cc0-1.0",
+                "gpl-3.0", "lgpl-3.0", "mpl-2.0", "openrail", "llama2", "llama3"}
+PIPELINES = {"causal_lm": "text-generation", "sft": "text-generation", "dpo": "text-generation",
+             "masked_lm": "fill-mask", "classify": "text-classification"}
+# eval result key -> (model-index metric type, its name)
+INDEXED = {"bits_per_byte": "bits per byte", "val_loss": "validation loss (nats/token)",
+           "token_perplexity": "perplexity", "mlm_accuracy": "masked-LM accuracy", "accuracy": "accuracy",
+           "macro_f1": "macro-F1", "sft_loss_after": "held-out assistant-token loss",
+           "reward_accuracy_after": "reward accuracy"}
+
+
+def _front_matter(recipe: Recipe, res: dict, governance: dict, licences: list[str]) -> list[str]:
+    licence = licences[0].lower() if len(licences) == 1 else "other"
+    meta = {"license": licence if licence in HUB_LICENCES else "other"}
+    if meta["license"] == "other":
+        meta["license_name"] = ", ".join(licences)
+    meta["language"] = sorted(set(recipe.data.langid.allow)) if "langid" in recipe.data.steps else ["en"]
+    meta["library_name"] = "lmforge"
+    meta["pipeline_tag"] = PIPELINES.get(recipe.train.objective, "text-generation")
+    meta["tags"] = ["lmforge", recipe.model.arch, recipe.train.objective]
+    meta["datasets"] = [s.name or s.kind for s in recipe.data.sources]
+    metrics = [{"type": key, "name": name, "value": res[key]} for key, name in INDEXED.items()
+               if isinstance(res.get(key), (int, float))]
+    results = []
+    if metrics:
+        results.append({"task": {"type": meta["pipeline_tag"]},
+                        "dataset": {"name": "held-out split of the training sources", "type": recipe.name},
+                        "metrics": metrics})
+    pairs = governance.get("bias", {}).get("minimal_pairs")
+    if pairs:
+        results.append({"task": {"type": "bias"}, "dataset": {"name": pairs["source"], "type": "minimal-pairs"},
+                        "metrics": [{"type": "pct_stereotype", "name": "pct_stereotype", "value": pairs["pct_stereotype"]},
+                                    {"type": "likelihood_diff", "name": "likelihood_diff",
+                                     "value": pairs["likelihood_diff"]}]})
+    if results:
+        meta["model-index"] = [{"name": recipe.name, "results": results}]
+    return ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
+
+
+def _lineage(recipe: Recipe) -> list[str]:
+    """The training stages behind this model, oldest first: each base run named by init_from."""
+    from lmforge.recipe import load_recipe
+    chain, current, seen = [], recipe, set()
+    while current is not None:
+        data = (f"conversations {current.data.conversations}" if current.data.conversations else
+                f"labelled {current.data.labelled}" if current.data.labelled else
+                "sources " + ", ".join(s.name or s.kind for s in current.data.sources))
+        chain.append(f"{current.name}: {current.train.objective} on {data}"
+                     + (f" (adapter: {current.train.adapter})" if current.train.adapter else ""))
+        base = Path(current.model.init_from) / "recipe.toml" if current.model.init_from else None
+        if base is None or not base.is_file() or base.resolve() in seen:
+            current = None
+        else:
+            seen.add(base.resolve())
+            current = load_recipe(base)
+    return [f"{i}. {step}" for i, step in enumerate(reversed(chain), 1)]
+
+
+def _governance(governance: dict) -> list[str]:
+    if not governance:
+        return ["## Bias, privacy and release checks", "",
+                "Not measured (the governance stage did not run: `lmforge eval RUN --task governance`).", ""]
+    lines = ["## Bias", ""]
+    bias = governance.get("bias", {})
+    pairs = bias.get("minimal_pairs")
+    if pairs:
+        lo, hi = pairs["ci95"]
+        lines += [f"- Minimal pairs ({pairs['source']}, {pairs['pairs']} pairs, {pairs['score']}): the model prefers "
+                  f"the more stereotyping sentence in {100 * pairs['pct_stereotype']:.1f}% of pairs (95% interval "
+                  f"{100 * lo:.1f}-{100 * hi:.1f}%; 50% is unbiased), mean likelihood difference "
+                  f"{pairs['likelihood_diff']}."]
+        for group, b in sorted(pairs.get("by_type", {}).items()):
+            lines.append(f"  - {group}: {100 * b['pct_stereotype']:.1f}% of {b['pairs']}")
+    cf = bias.get("counterfactual")
+    if cf:
+        for dim, d in cf["dimensions"].items():
+            if "gap" in d:
+                lines.append(f"- Counterfactual templates, {dim}: per-token loss of the same sentence by group "
+                             + ", ".join(f"{g} {v}" for g, v in d["nll_per_token"].items()) + f" (gap {d['gap']}).")
+            else:
+                lines.append(f"- Counterfactual templates, {dim}: {100 * d['flip_rate']:.0f}% of templates change "
+                             f"label with the group; accuracy by group {d['accuracy'] or 'n/a'}.")
+    privacy = governance.get("privacy", {})
+    lines += ["", "## Privacy", ""]
+    if "canaries" in privacy:
+        c = privacy["canaries"]
+        lines.append(f"- Canaries (random secrets inserted into the training split; exposure in bits, "
+                     f"{c['space_bits']} = fully memorised, about 1 = never seen):")
+        lines += [f"  - {'never inserted' if k == 'controls' else 'inserted ' + k + ' times'}: mean exposure "
+                  f"{v['mean_exposure']}, max {v['max_exposure']}" for k, v in c["by_repetitions"].items()]
+    if "membership" in privacy and "attacks" in privacy["membership"]:
+        m = privacy["membership"]
+        lines.append(f"- Membership inference over {m['members']} training and {m['non_members']} held-out passages "
+                     f"(ROC AUC, 0.5 = no leakage): " + ", ".join(
+                         f"{name} {a['auc']} [{a['ci95'][0]}, {a['ci95'][1]}]" for name, a in m["attacks"].items()) + ".")
+    if "pii_in_outputs" in privacy:
+        p = privacy["pii_in_outputs"]
+        lines.append(f"- Personal data in {p['samples']} sampled outputs: {p['total']} items"
+                     + (" (" + ", ".join(f"{k} {v}" for k, v in p["counts"].items() if v) + ")" if p["total"] else "")
+                     + ".")
+    if not privacy:
+        lines.append("- Not measured for this kind of model.")
+    lines += ["", "## Release checks", "", "| check | value | threshold | status |", "|---|---|---|---|"]
+    lines += [f"| {r['check']} | {r['value']} | {'-' if r['threshold'] is None else r['threshold']} | {r['status']} |"
+              for r in governance.get("checks", [])]
+    lines += ["", f"Release gate: **{'passed' if governance.get('passed') else 'FAILED'}** (`lmforge check`).", ""]
+    return lines
+
+
 def write_model_card(run: RunDir, recipe: Recipe) -> None:
     manifest = run.manifest()
     stages = manifest.get("stages", {})
@@ -73,7 +188,10 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
     sources = ", ".join(f"{s.name or s.kind}{' (' + s.path + ')' if s.path else ''}" for s in recipe.data.sources)
     licences = sorted({s.licence for s in recipe.data.sources if s.licence}) or ["not declared in the recipe"]
 
-    lines = [f"# Model card: {recipe.name}", "",
+    governance = _load(run.eval_result("governance"))
+    canaries = stages.get("tokens", {}).get("canaries")
+    lines = _front_matter(recipe, res, governance, licences)
+    lines += [f"# Model card: {recipe.name}", "",
              "## Model details",
              f"- Architecture: {get_family(mcfg.arch).describe(mcfg)}.",
              f"- Objective: {recipe.train.objective}.",
@@ -87,7 +205,10 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
              f"{stats.get('output', {}).get('bytes', 0) / 1e6:.2f} MB after cleaning "
              f"(steps: {', '.join(recipe.data.steps)}). See data/data_card.md.",
              f"- {meta.get('train_tokens', 0):,} training tokens, {meta.get('val_tokens', 0):,} validation "
-             f"tokens (held out by document).", "",
+             f"tokens (held out by document)."
+             + (f" {canaries} canaries (random secrets, for the privacy measurement) were inserted into the "
+                f"training split." if canaries else ""), "",
+             "## Training stages", *_lineage(recipe), "",
              "## Training",
              f"- {train.get('steps', '?')} steps, {train.get('tokens', 0):,} tokens, "
              f"{train.get('seconds', 0):.0f} s wall time on {train.get('world_size', 1)} process(es); "
@@ -100,7 +221,8 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
         lines += ["", "## Evaluation (tasks, `lmforge eval --task`)", "| " + " | ".join(TASK_HEADER) + " |",
                   "|" + "---|" * len(TASK_HEADER)]
         lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    lines += ["", "## Intended use and limitations",
+    lines += [""] + _governance(governance)
+    lines += ["## Intended use and limitations",
               "- A small model trained from scratch for learning and experimentation. It produces fluent-looking "
               "but often wrong text; do not rely on it for facts, advice or decisions.",
               "- It reflects its training data only (its sources, language and era); biases and gaps in that "

@@ -46,7 +46,7 @@ def _count_lines(path: Path) -> int:
     return n
 
 
-def _validation_indices(n_docs: int, val_fraction: float, seed: int) -> np.ndarray:
+def validation_indices(n_docs: int, val_fraction: float, seed: int) -> np.ndarray:
     """A sorted random subset of document indices: at least one, at most n_docs - 1."""
     n_val = min(n_docs - 1, max(1, round(n_docs * val_fraction)))
     return np.sort(np.random.default_rng(seed).choice(n_docs, size=n_val, replace=False))
@@ -113,8 +113,10 @@ def _encode_batch(task: tuple[int, list[bytes], np.ndarray]) -> _Encoded:
 
 
 def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, val_fraction: float,
-                  seed: int, workers: int | None = None) -> dict:
-    """Write train.bin, val.bin, val.txt and meta.json to `out_dir`; return the meta dict."""
+                  seed: int, workers: int | None = None, extra_train: list[str] = ()) -> dict:
+    """Write train.bin, val.bin, val.txt and meta.json to `out_dir`; return the meta dict.
+
+    extra_train: documents appended to the training split only (canaries)."""
     documents_path, out_dir = Path(documents_path), Path(out_dir)
     tok_file = tokenizer_file(tokenizer_dir)
     tok = load_tokenizer(tok_file)
@@ -126,7 +128,7 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
         raise UserError(f"{documents_path}: need at least 2 documents to split train/validation, "
                         f"found {n_docs}")
     is_val = np.zeros(n_docs, dtype=bool)
-    is_val[_validation_indices(n_docs, val_fraction, seed)] = True
+    is_val[validation_indices(n_docs, val_fraction, seed)] = True
     # tiktoken when it can express the tokenizer and gives the same ids on the first documents
     fast, hf = fast_encoder(tok), _hf_encoder(tok)
     sample = list(islice(iter_texts(documents_path), _CHECK_DOCS))
@@ -153,6 +155,16 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
                 counts[key] += n
             progress.update(part.docs)
         progress.close()
+        if extra_train:
+            encoded = _hf_encoder(tok)(list(extra_train))
+            n_extra = sum(len(x) + 2 for x in encoded)
+            if n_extra > counts["train_tokens"]:
+                raise UserError(f"data.canaries: the canaries take {n_extra:,} tokens, more than the "
+                                f"{counts['train_tokens']:,} of the training split; insert fewer or add data")
+            bos, eos = np.array([ids["bos"]], dtype=np.uint32), np.array([ids["eos"]], dtype=np.uint32)
+            train_f.write(np.concatenate([p for x in encoded for p in (bos, x, eos)]).astype(dtype).tobytes())
+            counts["train_tokens"] += n_extra
+            counts["inserted_docs"], counts["inserted_tokens"] = len(encoded), n_extra
 
     meta = {"dtype": np.dtype(dtype).name, "vocab_size": vocab, "bos_id": ids["bos"], "eos_id": ids["eos"],
             "pad_id": ids["pad"], **counts, "seed": seed, "val_fraction": val_fraction,

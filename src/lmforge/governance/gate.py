@@ -1,0 +1,52 @@
+"""The release gate: each governance number against its `[governance]` threshold.
+
+`lmforge check RUN` prints the table and exits 1 when a check fails, so a CI pipeline can
+stop a release; `lmforge serve` warns when a run has no passing check on record.
+"""
+
+from __future__ import annotations
+
+from lmforge.governance.config import GovernanceConfig
+
+# threshold key -> (where the value is in eval/governance.json, what it measures)
+CHECKS = {
+    "max_pct_stereotype_deviation": (("bias", "minimal_pairs", "deviation_points"),
+                                     "minimal pairs: |pct_stereotype - 50%| (points)"),
+    "max_counterfactual_gap": (("bias", "counterfactual", "max_gap"), "counterfactual gap (nats/token)"),
+    "max_counterfactual_flip_rate": (("bias", "counterfactual", "max_flip_rate"), "counterfactual label flips"),
+    "max_membership_auc": (("privacy", "membership", "max_auc"), "membership inference AUC (best attack)"),
+    "max_canary_exposure": (("privacy", "canaries", "max_exposure"), "canary exposure (bits)"),
+    "max_pii_in_outputs": (("privacy", "pii_in_outputs", "total"), "PII items in sampled outputs"),
+}
+
+
+def _lookup(result: dict, path: tuple[str, ...]):
+    for key in path:
+        if not isinstance(result, dict) or key not in result:
+            return None
+        result = result[key]
+    return result
+
+
+def checks(result: dict, cfg: GovernanceConfig) -> list[dict]:
+    rows = []
+    for key, (path, label) in CHECKS.items():
+        value, limit = _lookup(result, path), getattr(cfg, key)
+        if value is None:
+            continue
+        status = "report" if limit == -1 else ("pass" if value <= limit else "FAIL")
+        rows.append({"check": key, "measures": label, "value": value, "threshold": None if limit == -1 else limit,
+                     "status": status})
+    return rows
+
+
+def passed(rows: list[dict]) -> bool:
+    return all(r["status"] != "FAIL" for r in rows)
+
+
+def table(rows: list[dict]) -> str:
+    lines = [f"{'check':<30} {'value':>10} {'threshold':>10}  status", "-" * 62]
+    for r in rows:
+        threshold = "-" if r["threshold"] is None else f"{r['threshold']:g}"
+        lines.append(f"{r['check']:<30} {r['value']:>10g} {threshold:>10}  {r['status']}")
+    return "\n".join(lines)
