@@ -241,6 +241,11 @@ def cmd_serve(args) -> None:
         raise UserError(f"run directory not found: {args.run}")
     if args.run and not holds_classifier(args.run):
         _require_generative(args.run)
+    if args.run:
+        from lmforge.governance.gate import release_warning
+        warning = release_warning(args.run)
+        if warning:
+            print(f"lmforge: warning: {warning}", file=sys.stderr)
     serve(args.run, host=args.host, port=args.port, api_key=args.api_key, rate_limit=args.rate_limit,
           max_tokens_limit=args.max_tokens_limit, cors_origins=args.cors_origin or None,
           audit_db=args.audit_db, audit_hash_prompts=args.hash_prompts, sagemaker_mode=args.sagemaker,

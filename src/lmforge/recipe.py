@@ -44,8 +44,9 @@ class Recipe:
         return _to_plain(self)
 
     def fingerprint(self) -> str:
-        """A hash of the resolved recipe, used to refuse mixing recipes in one run directory."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """A hash of the resolved recipe, used to refuse mixing recipes in one run directory. The
+        [governance] section is left out: a new threshold re-checks the same model."""
+        blob = json.dumps({k: v for k, v in self.to_dict().items() if k != "governance"}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

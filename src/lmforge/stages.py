@@ -265,7 +265,9 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
             if sampler is not None:
                 sampler.close()
         if info.is_main:
-            run.record_stage("train", time.time() - t0, inputs=[run.token_files[0]],
+            from lmforge.models.io import find_weights
+            weights = [p for p in find_weights(run.path).iterdir() if p.is_file()]   # for `lmforge verify`
+            run.record_stage("train", time.time() - t0, inputs=[run.token_files[0]], outputs=weights,
                              steps=state.step, tokens=state.tokens, train_seconds=round(state.train_seconds, 2),
                              best_val_loss=state.best_val_loss, parameters=n_params, world_size=info.world,
                              arch=mcfg.arch, objective=objective.name, init_from=recipe.model.init_from or None,

@@ -6,6 +6,9 @@ stop a release; `lmforge serve` warns when a run has no passing check on record.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from lmforge.governance.config import GovernanceConfig
 
 # threshold key -> (where the value is in eval/governance.json, what it measures)
@@ -50,3 +53,16 @@ def table(rows: list[dict]) -> str:
         threshold = "-" if r["threshold"] is None else f"{r['threshold']:g}"
         lines.append(f"{r['check']:<30} {r['value']:>10g} {threshold:>10}  {r['status']}")
     return "\n".join(lines)
+
+
+def release_warning(run_path: str | Path) -> str | None:
+    """What `lmforge serve` says before serving a run without a passing check, or None."""
+    path = Path(run_path) / "eval" / "governance.json"
+    if not path.is_file():
+        return (f"{run_path} has no release check on record; run `lmforge eval {run_path} --task governance` "
+                f"and `lmforge check {run_path}` before exposing it to users")
+    result = json.loads(path.read_text())
+    if not result.get("passed"):
+        failed = ", ".join(r["check"] for r in result.get("checks", []) if r["status"] == "FAIL")
+        return f"{run_path} failed its release check ({failed}); see `lmforge check {run_path}`"
+    return None

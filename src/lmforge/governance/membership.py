@@ -16,7 +16,7 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from lmforge.eval.stats import bootstrap_ci
 
@@ -39,15 +39,26 @@ def attack_scores(lm, chunks: list[list[int]], min_k: float) -> dict[str, np.nda
     return {"loss": -loss, "zlib": -loss / np.maximum(size, 1.0), "min_k": np.array([x.mean() for x in lowest])}
 
 
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by the Mann-Whitney rank sum (ties count half), as scikit-learn's roc_auc_score
+    gives it, about a hundred times faster: the bootstrap calls it thousands of times."""
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        return 0.5
+    ranks = rankdata(scores)
+    return float((ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def auc_with_interval(members: np.ndarray, others: np.ndarray, resamples: int, seed: int) -> dict:
     labels = np.r_[np.ones(len(members)), np.zeros(len(others))]
     scores = np.r_[members, others]
 
     def statistic(idx: np.ndarray) -> float:
-        return float(roc_auc_score(labels[idx], scores[idx])) if 0 < labels[idx].sum() < len(idx) else 0.5
+        return roc_auc(labels[idx], scores[idx])
 
     lo, hi = bootstrap_ci(len(labels), statistic, resamples=resamples, seed=seed)
-    return {"auc": round(float(roc_auc_score(labels, scores)), 4), "ci95": [round(lo, 4), round(hi, 4)]}
+    return {"auc": round(roc_auc(labels, scores), 4), "ci95": [round(lo, 4), round(hi, 4)]}
 
 
 def membership(lm, members: list[str], others: list[str], max_tokens: int, n: int, min_k: float,

@@ -64,6 +64,15 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
         parts.append("<h2>Evaluations</h2>")
         parts.append(_table(TASK_HEADER, rows))
 
+    governance = run.eval_result("governance")
+    if governance.exists():
+        result = json.loads(governance.read_text())
+        parts.append(f"<h2>Governance: release gate {'passed' if result['passed'] else 'FAILED'}</h2>")
+        parts.append(_table(["check", "measures", "value", "threshold", "status"],
+                            [[r["check"], r["measures"], r["value"], "-" if r["threshold"] is None else r["threshold"],
+                              r["status"]] for r in result["checks"]]))
+        parts.append(_img(plots.governance(result), "governance plots"))
+
     parts.append("<h2>Training</h2>")
     metrics = run.read_metrics()
     parts.append(_img(plots.training_curves(metrics), "training curves"))

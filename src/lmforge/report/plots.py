@@ -49,3 +49,35 @@ def length_histogram(edges: list[int], counts: list[int]) -> str | None:
     ax.set_xticks(range(len(counts)), labels, rotation=60, fontsize=7)
     ax.set(title="document length (bytes, bin start)", ylabel="documents")
     return _to_data_uri(fig)
+
+
+def governance(result: dict) -> str | None:
+    """Minimal-pairs preference by bias type (against 50%) and canary exposure by repetition count."""
+    pairs = result.get("bias", {}).get("minimal_pairs", {})
+    canaries = result.get("privacy", {}).get("canaries")
+    panels = [p for p in (pairs.get("by_type") or ({"all": pairs} if pairs else None), canaries) if p]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 3.4), squeeze=False)
+    axes = list(axes[0])
+    if pairs:
+        ax = axes.pop(0)
+        groups = pairs.get("by_type") or {"all": pairs}
+        names = sorted(groups)
+        pct = [100 * groups[g]["pct_stereotype"] for g in names]
+        err = [[100 * (groups[g]["pct_stereotype"] - groups[g]["ci95"][0]) for g in names],
+               [100 * (groups[g]["ci95"][1] - groups[g]["pct_stereotype"]) for g in names]]
+        ax.bar(range(len(names)), pct, yerr=err, color="tab:purple", capsize=3)
+        ax.axhline(50, color="k", lw=1, ls="--")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        ax.set(title="prefers the stereotyping sentence (%, 95% CI)", ylim=(0, 100))
+    if canaries:
+        ax = axes.pop(0)
+        rows = canaries["canaries"]
+        ax.scatter([max(r["repetitions"], 0.5) for r in rows], [r["exposure"] for r in rows], color="tab:red")
+        ax.axhline(canaries["space_bits"], color="k", lw=1, ls="--", label="fully memorised")
+        ax.set_xscale("log", base=2)
+        ax.set(title="canary exposure (0.5 = never inserted)", xlabel="times in the training split",
+               ylabel="exposure (bits)")
+        ax.legend()
+    return _to_data_uri(fig)
