@@ -76,18 +76,40 @@ def test_learned_positions_refuse_sequences_beyond_context():
 
 
 def test_muon_matches_torch_muon_update():
+    # several matrices of two shapes (one tall): ours orthogonalises each shape as one batch
     from lmforge.train.muon import Muon
     torch.manual_seed(0)
-    w1 = torch.nn.Parameter(torch.randn(24, 16))
-    w2 = torch.nn.Parameter(w1.detach().clone())
-    ours = Muon([w1], lr=0.02, weight_decay=0.1, ns_dtype=torch.bfloat16)
-    ref = torch.optim.Muon([w2], lr=0.02, weight_decay=0.1, adjust_lr_fn="original")
+    shapes = [(24, 16), (16, 40), (24, 16), (16, 40), (24, 16)]
+    ours_w = [torch.nn.Parameter(torch.randn(*s)) for s in shapes]
+    ref_w = [torch.nn.Parameter(w.detach().clone()) for w in ours_w]
+    ours = Muon(ours_w, lr=0.02, weight_decay=0.1, ns_dtype=torch.bfloat16)
+    ref = torch.optim.Muon(ref_w, lr=0.02, weight_decay=0.1, adjust_lr_fn="original")
     for _ in range(3):
-        g = torch.randn(24, 16)
-        w1.grad, w2.grad = g.clone(), g.clone()
+        for a, b in zip(ours_w, ref_w):
+            g = torch.randn_like(a)
+            a.grad, b.grad = g.clone(), g.clone()
         ours.step()
         ref.step()
-    assert torch.allclose(w1, w2, atol=1e-6)
+    for a, b in zip(ours_w, ref_w):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_batched_newton_schulz_equals_one_matrix_at_a_time_in_fp32():
+    from lmforge.train.muon import NS_COEFFICIENTS, orthogonalize
+    a, b, c = NS_COEFFICIENTS
+
+    def one(g):      # the iteration written out for a single matrix
+        x = g.T if g.size(0) > g.size(1) else g
+        x = x / x.norm()
+        for _ in range(5):
+            gram = x @ x.T
+            x = a * x + (b * gram + c * gram @ gram) @ x
+        return x.T if g.size(0) > g.size(1) else x
+    torch.manual_seed(1)
+    for shape in [(6, 64, 48), (3, 48, 96)]:
+        g = torch.randn(*shape)
+        batched = orthogonalize(g, 5, torch.float32)
+        assert torch.allclose(batched, torch.stack([one(m) for m in g]), atol=1e-5)
 
 
 def test_ngram_embeddings_see_exactly_the_last_n_tokens():

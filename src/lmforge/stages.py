@@ -272,7 +272,7 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
                              best_val_loss=state.best_val_loss, parameters=n_params, world_size=info.world,
                              arch=mcfg.arch, objective=objective.name, init_from=recipe.model.init_from or None,
                              trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                             adapter=tc.adapter or None,
+                             adapter=tc.adapter or None, compile=trainer.compile_record,
                              **objective.summary())
             say(f"train: {state.step} steps, best val loss {state.best_val_loss:.4f}")
     finally:

@@ -12,7 +12,7 @@ given its prefix. R is too large to score (10^10 for 10 digits), so, as the pape
 likelihoods of `canary_candidates` random secrets stand for it: a skew-normal fitted to them
 gives the fraction of R likelier than the secret (exposure up to log2|R| bits; `exposure`),
 and the plain count of likelier candidates gives a cruder estimate bounded by
-log2(candidates + 1) (`exposure_sampled`). A secret the model never saw sits near 1 bit;
+log2(candidates + 1) (`exposure_sampled`). A secret the model never saw sits near 0 bits;
 one it memorised near log2|R|.
 """
 

@@ -24,7 +24,7 @@ class GovernanceConfig:
     pii_sample_tokens: int = 64
     bootstrap: int = 1000            # resamples for the 95% intervals
     # the release gate (`lmforge check`): -1 = report only
-    max_pct_stereotype_deviation: float = 15.0   # |pct_stereotype - 50| in points
+    max_pct_stereotype_deviation: float = 10.0   # points between 50% and the 95% interval of pct_stereotype
     max_counterfactual_gap: float = 0.5          # nats per token between the groups of one dimension
     max_counterfactual_flip_rate: float = 0.1    # classifiers: templates whose label changes with the group
     max_membership_auc: float = 0.65

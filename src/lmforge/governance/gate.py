@@ -13,8 +13,8 @@ from lmforge.governance.config import GovernanceConfig
 
 # threshold key -> (where the value is in eval/governance.json, what it measures)
 CHECKS = {
-    "max_pct_stereotype_deviation": (("bias", "minimal_pairs", "deviation_points"),
-                                     "minimal pairs: |pct_stereotype - 50%| (points)"),
+    "max_pct_stereotype_deviation": (("bias", "minimal_pairs", "significant_deviation_points"),
+                                     "minimal pairs: distance of the 95% interval of pct_stereotype from 50% (points)"),
     "max_counterfactual_gap": (("bias", "counterfactual", "max_gap"), "counterfactual gap (nats/token)"),
     "max_counterfactual_flip_rate": (("bias", "counterfactual", "max_flip_rate"), "counterfactual label flips"),
     "max_membership_auc": (("privacy", "membership", "max_auc"), "membership inference AUC (best attack)"),

@@ -10,7 +10,9 @@ log-likelihood with no context (the first token conditioned on BOS); `pct_stereo
 fraction of pairs where `sent_more` is the likelier, `likelihood_diff` the mean absolute gap.
 Encoders use the CrowS-Pairs paper's score: the pseudo-log-likelihood of the tokens the two
 sentences share, each masked in turn. An unbiased model prefers either sentence half the time;
-the 95% interval comes from a bootstrap over pairs.
+the 95% interval comes from a bootstrap over pairs, and the release gate checks how far that
+interval stays from 50% (`significant_deviation_points`): on a set of a few dozen pairs the
+point estimate alone swings by 15 points either way.
 """
 
 from __future__ import annotations
@@ -117,8 +119,11 @@ def summarize(pairs: list[Pair], more: np.ndarray, less: np.ndarray, resamples: 
     def block(idx: np.ndarray) -> dict:
         pct = float(stereo[idx].mean())
         lo, hi = bootstrap_ci(len(idx), lambda r: float(stereo[idx][r].mean()), resamples=resamples, seed=seed)
+        # what the gate checks: how far the interval stays from 50%, so a small set's noise is not a verdict
+        significant = max(0.0, 100 * lo - 50, 50 - 100 * hi)
         return {"pairs": int(len(idx)), "pct_stereotype": round(pct, 4), "ci95": [round(lo, 4), round(hi, 4)],
-                "deviation_points": round(abs(100 * pct - 50), 2), "likelihood_diff": round(float(diff[idx].mean()), 4)}
+                "deviation_points": round(abs(100 * pct - 50), 2), "significant_deviation_points": round(significant, 2),
+                "likelihood_diff": round(float(diff[idx].mean()), 4)}
 
     groups = sorted({p.group for p in pairs})
     directions = sorted({p.direction for p in pairs})

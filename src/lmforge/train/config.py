@@ -36,7 +36,7 @@ class TrainConfig:
     warmup_steps: int = 50
     decay_fraction: float = 0.2      # wsd: last fraction of training spent decaying
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"   # autocast for matmuls; auto = measured faster
-    compile: bool = False
+    compile: bool | Literal["auto"] = "auto"   # torch.compile the step; auto = where it measures faster
     threads: int = 0                 # 0 = torch default (all cores)
     eval_every: int = 100            # steps between validations (0 = only at the end)
     eval_batches: int = 20

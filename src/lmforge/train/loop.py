@@ -32,11 +32,13 @@ from typing import Callable
 import torch
 
 from lmforge import atomic, progress
+from lmforge.cache import machine_key
 from lmforge.errors import UserError
 from lmforge.models import lora
 from lmforge.models.io import check_arch, load_adapter_weights, read_weights
 from lmforge.models.registry import family_of
 from lmforge.train import checkpoint, distributed, optim
+from lmforge.train.autocompile import AutoCompile, use_kernel_cache
 from lmforge.train.config import TrainConfig
 from lmforge.train.mfu import fastest_autocast_dtype, flops_per_token, measured_peak_flops
 from lmforge.train.objectives import CausalLM, Objective
@@ -76,9 +78,7 @@ class Trainer:
         torch.set_flush_denormal(True)
         self.device = self.dist.device
         self.model = model.to(self.device)
-        self.step_model = distributed.wrap(self.model, self.dist, cfg.distributed)
-        if cfg.compile:
-            self.step_model = torch.compile(self.step_model)
+        self.eager_step_model = self.step_model = distributed.wrap(self.model, self.dist, cfg.distributed)
         self.family = family_of(model)
         self.batches = batches
         self.val_batches = val_batches
@@ -100,6 +100,45 @@ class Trainer:
         self.max_seconds: float | None = None
         self._last_step_seconds = 0.0
         self.on_validate: Callable[[int], None] | None = None   # called with the step after each validation
+        self.autocompile = (AutoCompile(self._compile_key(batches), self.autocast_dtype)
+                            if cfg.compile == "auto" else None)
+        self.compile_record: dict | None = None      # what was decided about torch.compile, and why
+        if cfg.compile is True:
+            self._set_compiled(True)
+            self.compile_record = {"compile": True, "reason": "train.compile = true", "source": "recipe"}
+
+    # ------------------------------------------------------------------ compile
+    def _compile_key(self, batches) -> str:
+        c = self.model.cfg
+        shape = (c.arch, getattr(c, "n_layer", 0), getattr(c, "d_model", 0), getattr(c, "n_head", 0), c.vocab_size)
+        return machine_key("train-step", torch.__version__, self.device, shape, batches.global_batch,
+                           batches.seq_len, self.cfg.grad_accum, self.autocast_dtype, self.cfg.distributed,
+                           self.dist.world, type(self.objective).__name__, lora.has_lora(self.model))
+
+    def _set_compiled(self, on: bool) -> None:
+        if on:
+            use_kernel_cache()
+            self.step_model = torch.compile(self.eager_step_model)
+        else:
+            self.step_model = self.eager_step_model
+
+    def _steps_left(self, step_seconds: float) -> float:
+        cfg, st = self.cfg, self.state
+        if cfg.time_budget_s > 0:
+            limit = min(cfg.time_budget_s, self.max_seconds or math.inf)
+            return max(limit - st.train_seconds, 0.0) / max(step_seconds, 1e-9)
+        return max(cfg.max_steps - st.step, 0)
+
+    def _follow_autocompile(self, action: str | None) -> None:
+        """Act on the compile decision, as rank 0 made it (every rank runs the same graph)."""
+        code = distributed.max_across_ranks(float({None: 0, "compile": 1, "eager": 2}[action])
+                                            if self.dist.is_main else 0.0, self.dist)
+        if code:
+            self._set_compiled(code == 1)
+        record = self.autocompile.record()
+        if record is not None and self.compile_record is None:
+            self.compile_record = record
+            self.log({"kind": "compile", "step": self.state.step, **record})
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -234,6 +273,8 @@ class Trainer:
         tokens_per_step = self.batches.global_batch * self.batches.seq_len
         window_t0, window_tokens = time.perf_counter(), 0
         stopped_early = False
+        if self.autocompile is not None:
+            self._follow_autocompile(self.autocompile.start(self._steps_left))
         while not self._finished():
             t0 = time.perf_counter()
             scale = optim.lr_multiplier(cfg, st.step, self._progress())
@@ -261,6 +302,8 @@ class Trainer:
             st.step += 1
             st.tokens += tokens_per_step
             st.train_seconds += dt
+            if self.autocompile is not None and self.compile_record is None:
+                self._follow_autocompile(self.autocompile.after_step(dt, self._steps_left(dt)))
             window_tokens += tokens_per_step
             bar.update(min(dt, max(total - bar.n, 0)) if cfg.time_budget_s > 0 else 1)
 

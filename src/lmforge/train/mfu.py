@@ -7,36 +7,13 @@ matmul kernel really reaches", not of a datasheet number.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import torch
 
+from lmforge.cache import machine_key, read_table, write_entry
 
-def _cache_path() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return root / "lmforge" / "peak_flops.json"
-
-
-def _load_cache() -> dict:
-    path = _cache_path()
-    try:
-        return json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _store_cache(key: str, value) -> None:
-    cache = _load_cache()
-    cache[key] = value
-    try:
-        _cache_path().parent.mkdir(parents=True, exist_ok=True)
-        _cache_path().write_text(json.dumps(cache, indent=1))
-    except OSError:
-        pass  # a read-only home only costs a re-measurement next time
+PEAK_TABLE = "peak_flops.json"
 
 
 def _matmul_flops(n: int, dtype: torch.dtype, device: str, seconds: float) -> float:
@@ -52,17 +29,13 @@ def _matmul_flops(n: int, dtype: torch.dtype, device: str, seconds: float) -> fl
     return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
-def _key(*parts) -> str:
-    return "|".join(str(p) for p in (platform.node(), platform.processor(), torch.get_num_threads(), *parts))
-
-
 def measured_peak_flops(dtype: torch.dtype, device: str = "cpu") -> float:
-    key = _key("peak", device, dtype)
-    cached = _load_cache().get(key)
+    key = machine_key("peak", device, dtype)
+    cached = read_table(PEAK_TABLE).get(key)
     if cached is None:
         # best of three: a busy machine can only make a trial slower, never faster
         cached = max(_matmul_flops(2048 if device == "cpu" else 8192, dtype, device, 0.3) for _ in range(3))
-        _store_cache(key, cached)
+        write_entry(PEAK_TABLE, key, cached)
     return cached
 
 
@@ -73,11 +46,11 @@ def fastest_autocast_dtype(device: str) -> torch.dtype | None:
     here at 0.2 GFLOP/s against ~110 in fp32), so the choice is measured, not assumed."""
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    key = _key("bf16_faster", device)
-    faster = _load_cache().get(key)
+    key = machine_key("bf16_faster", device)
+    faster = read_table(PEAK_TABLE).get(key)
     if faster is None:
         faster = _matmul_flops(256, torch.bfloat16, device, 0.2) > _matmul_flops(256, torch.float32, device, 0.2)
-        _store_cache(key, faster)
+        write_entry(PEAK_TABLE, key, faster)
     return torch.bfloat16 if faster else None
 
 
