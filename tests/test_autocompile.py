@@ -77,3 +77,31 @@ def test_a_compiled_run_resumes_exactly_like_an_eager_one(tmp_path):
     assert train_losses(tmp_path / "killed") == whole
     manifest = json.loads((tmp_path / "killed" / "manifest.json").read_text())
     assert manifest["stages"]["train"]["compile"]["source"] == "recipe"
+
+
+def test_a_step_that_fails_to_compile_is_taken_again_eagerly(monkeypatch):
+    """A machine without what Inductor needs: the trial's first compiled step raises; the run goes on."""
+    from lmforge.models.llama import LlamaConfig
+    from lmforge.models.registry import build_model
+    from lmforge.train.batches import TokenBatches
+    from lmforge.train.config import TrainConfig
+    from lmforge.train.loop import Trainer
+    import numpy as np
+
+    def broken(module):
+        def fail(*a, **k):
+            raise RuntimeError("no C++ compiler found")
+        return fail
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setitem(autocompile.MIN_TRIAL_SECONDS, None, 0.0)     # try at once, whatever is left
+    tokens = np.random.default_rng(0).integers(0, 64, 5000).astype(np.uint16)
+    model = build_model(LlamaConfig(preset="tiny", vocab_size=64, max_seq_len=16).resolved())
+    cfg = TrainConfig(batch_size=2, seq_len=16, max_steps=8, eval_every=0, checkpoint_every=0, warmup_steps=0,
+                      dtype="float32", compile="auto")
+    records = []
+    trainer = Trainer(model, cfg, TokenBatches(tokens, 16, 2, 0, 1), [], seed=0, log=records.append)
+    trainer.validate = lambda: (1.0, {})
+    state = trainer.fit()
+    assert state.step == 8 and trainer.step_model is trainer.eager_step_model
+    decision = [r for r in records if r["kind"] == "compile"][0]
+    assert not decision["compile"] and "no C++ compiler found" in decision["reason"]

@@ -109,5 +109,10 @@ class AutoCompile:
         write_entry(TABLE, self.key, {"eager_step_s": eager, "compiled_step_s": compiled, "compile_s": compile_s})
         return None if keep else "eager"
 
+    def fail(self, why: str) -> None:
+        """Compiling failed: stay eager (not cached: the next run may have what was missing)."""
+        eager = statistics.median(self.eager[1:]) if len(self.eager) > 1 else None
+        self.decision = Decision(False, f"compiling failed ({why}); eager", eager_step_s=eager)
+
     def record(self) -> dict | None:
         return None if self.decision is None else asdict(self.decision)

@@ -279,18 +279,18 @@ class Trainer:
             t0 = time.perf_counter()
             scale = optim.lr_multiplier(cfg, st.step, self._progress())
             optim.set_lr(self.optimizers, scale)
-            loss_sum = 0.0
-            for micro in range(cfg.grad_accum):
-                batch = self._on_device(self.batches.get(st.step, micro))
-                sync = contextlib.nullcontext()
-                if self.dist.enabled and cfg.distributed == "ddp" and micro < cfg.grad_accum - 1:
-                    sync = self.step_model.no_sync()   # all-reduce once, on the last micro-batch
-                with sync:
-                    with self._autocast():
-                        loss, _ = self.objective.loss(self.step_model, batch)
-                        loss = loss / cfg.grad_accum
-                    loss.backward()
-                loss_sum += float(loss.detach())
+            try:
+                loss_sum = self._accumulate(st.step)
+            except Exception as e:
+                if self.step_model is self.eager_step_model or self.cfg.compile is True:
+                    raise
+                # the first compiled step failed to compile (no C++ compiler, an unsupported op):
+                # this run goes on eagerly, and the step is taken again
+                self.model.zero_grad(set_to_none=True)
+                self._set_compiled(False)
+                self.autocompile.fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
+                self._follow_autocompile(None)
+                loss_sum = self._accumulate(st.step)
             if not math.isfinite(loss_sum):
                 raise UserError(f"loss became {loss_sum} at step {st.step}; lower train.lr or enable grad_clip")
             grad_norm = (torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -340,6 +340,22 @@ class Trainer:
             self.save()
         bar.close()
         return st
+
+    def _accumulate(self, step: int) -> float:
+        """Forward and backward over the step's micro-batches; the summed (scaled) loss."""
+        cfg, loss_sum = self.cfg, 0.0
+        for micro in range(cfg.grad_accum):
+            batch = self._on_device(self.batches.get(step, micro))
+            sync = contextlib.nullcontext()
+            if self.dist.enabled and cfg.distributed == "ddp" and micro < cfg.grad_accum - 1:
+                sync = self.eager_step_model.no_sync()   # all-reduce once, on the last micro-batch
+            with sync:
+                with self._autocast():
+                    loss, _ = self.objective.loss(self.step_model, batch)
+                    loss = loss / cfg.grad_accum
+                loss.backward()
+            loss_sum += float(loss.detach())
+        return loss_sum
 
     def _validate_and_keep_best(self) -> bool:
         """Validate, save `best` on improvement; True when patience has run out."""
