@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from lmforge.atomic import write_json
+
 
 def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lmforge"
@@ -34,6 +36,6 @@ def write_entry(name: str, key: str, value) -> None:
     table[key] = value
     try:
         (cache_root() / name).parent.mkdir(parents=True, exist_ok=True)
-        (cache_root() / name).write_text(json.dumps(table, indent=1))
+        write_json(cache_root() / name, table)      # whole or not at all, even with several writers
     except OSError:
         pass

@@ -158,6 +158,9 @@ class CanaryConfig:
             raise ValueError(f"text must hold {{secret}} once, got {self.text!r}")
         if self.pattern.count("N") < 4:
             raise ValueError(f"pattern needs at least 4 digits (N), got {self.pattern!r}")
+        if 2 * self.per_count * len(self.repetitions) > 10 ** self.pattern.count("N") // 2:
+            raise ValueError(f"{2 * self.per_count * len(self.repetitions)} secrets do not fit the pattern "
+                             f"{self.pattern!r}; use more digits")
 
     @property
     def space_bits(self) -> float:

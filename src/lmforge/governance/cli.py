@@ -47,8 +47,9 @@ def gate_rows(run_path: str | Path) -> dict:
 
 
 def cmd_check(args) -> int:
-    from lmforge.governance.gate import table
-    result = gate_rows(args.run)
+    from lmforge.governance.gate import regate, table
+    from lmforge.rundir import RunDir
+    result = regate(gate_rows(args.run), RunDir.open(args.run).load_recipe().governance)
     if args.json:
         print(json.dumps({"passed": result["passed"], "checks": result["checks"]}, indent=2))
     else:

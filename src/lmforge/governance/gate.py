@@ -47,6 +47,12 @@ def passed(rows: list[dict]) -> bool:
     return all(r["status"] != "FAIL" for r in rows)
 
 
+def regate(result: dict, cfg: GovernanceConfig) -> dict:
+    """The stored measurements against the thresholds the recipe holds now."""
+    rows = checks(result, cfg)
+    return {**result, "checks": rows, "passed": passed(rows)}
+
+
 def table(rows: list[dict]) -> str:
     lines = [f"{'check':<30} {'value':>10} {'threshold':>10}  status", "-" * 62]
     for r in rows:

@@ -27,8 +27,8 @@ from lmforge.errors import UserError
 
 def compact_schema(schema: dict) -> dict:
     """`schema` with llguidance's option for compact JSON (the schema's own x-guidance wins)."""
-    if not isinstance(schema, dict):
-        raise UserError("a JSON schema must be an object")
+    if not isinstance(schema, dict) or not isinstance(schema.get("x-guidance", {}), dict):
+        raise UserError("a JSON schema must be an object (and its x-guidance too)")
     return {**schema, "x-guidance": {"whitespace_flexible": False, **schema.get("x-guidance", {})}}
 
 

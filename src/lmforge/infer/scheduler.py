@@ -105,6 +105,8 @@ class Scheduler:
                 budget -= self._prefill_chunk(r, budget)
             except Exception as e:   # a failure belongs to that request, not to the server
                 self.prefilling = None
+                if r in self.running:       # it failed after joining the batch (its first token)
+                    self._remove(r)
                 r.fail(e)
 
     def _next_prefill(self) -> Request | None:
@@ -173,7 +175,7 @@ class Scheduler:
     def _decode_step(self, r: Request | None) -> None:
         """One decode step for every running sequence, with the next chunk of prompt `r`, if
         any, in the same pass."""
-        batch = self.running
+        batch = list(self.running)     # a copy: requests that finish in _emit leave self.running
         ids = self.decoder.last_inputs([x.last_tokens(self.decoder.window) for x in batch])
         cached = [x.cached for x in batch]
         if r is None:
@@ -184,7 +186,7 @@ class Scheduler:
             logits = self.decoder.logits(hidden[:len(batch)]).float()
         for x in batch:
             x.cached += 1
-        self._emit(logits, list(batch))
+        self._emit(logits, batch)
         if r is not None:
             self._prefilled(r, hidden[len(batch):], start, end)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from lmforge import atomic
+from lmforge.errors import UserError
 from lmforge.models.io import config_from_dict
 from lmforge.models.registry import get_family
 from lmforge.recipe import Recipe
@@ -121,7 +122,10 @@ def _lineage(recipe: Recipe) -> list[str]:
             current = None
         else:
             seen.add(base.resolve())
-            current = load_recipe(base)
+            try:
+                current = load_recipe(base)
+            except UserError:         # a base run whose recipe no longer reads: the chain stops there
+                current = None
     return [f"{i}. {step}" for i, step in enumerate(reversed(chain), 1)]
 
 

@@ -55,21 +55,21 @@ class ChatLogprobs(BaseModel):
     content: list[TokenLogprob]
 
 
-class Function(BaseModel):
+class CalledFunction(BaseModel):
     name: str
     arguments: str        # JSON text
 
 
-class ToolCall(BaseModel):
+class CalledTool(BaseModel):
     id: str
     type: Literal["function"]
-    function: Function
+    function: CalledFunction
 
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: str | None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[CalledTool] | None = None
 
 
 class ChatChoice(BaseModel):

@@ -10,6 +10,7 @@ by constrained decoding (infer/grammar.py, serve/tools.py).
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -85,7 +86,7 @@ class _Sampling(_Body):
         if isinstance(self.stop, list) and len(self.stop) > MAX_STOP:
             raise APIError(400, f"stop: at most {MAX_STOP} stop strings, got {len(self.stop)}", param="stop")
         for key, bias in (self.logit_bias or {}).items():
-            if not key.isdigit() or not -100 <= bias <= 100:
+            if not re.fullmatch(r"[0-9]{1,9}", key) or not -100 <= bias <= 100:
                 raise APIError(400, f"logit_bias: keys are token ids and biases are in [-100, 100], "
                                     f"got {key!r}: {bias}", param="logit_bias")
         return self
@@ -133,6 +134,7 @@ class FunctionCall(_Body):
 
 
 class ToolCall(_Body):
+    index: int | None = None      # present when a client sends back streamed calls as it got them
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall

@@ -73,9 +73,6 @@ class Trainer:
         the fixed validation sample (`objective.val_batches`). The default objective is causal LM."""
         self.cfg = cfg
         self.dist = dist or distributed.DistInfo()
-        # Zero-initialised projections and small updates make subnormal floats, which CPUs
-        # process many times slower; flushing them to zero measured ~20% faster steps.
-        torch.set_flush_denormal(True)
         self.device = self.dist.device
         self.model = model.to(self.device)
         self.eager_step_model = self.step_model = distributed.wrap(self.model, self.dist, cfg.distributed)
@@ -124,21 +121,22 @@ class Trainer:
 
     def _steps_left(self, step_seconds: float) -> float:
         cfg, st = self.cfg, self.state
-        if cfg.time_budget_s > 0:
-            limit = min(cfg.time_budget_s, self.max_seconds or math.inf)
-            return max(limit - st.train_seconds, 0.0) / max(step_seconds, 1e-9)
-        return max(cfg.max_steps - st.step, 0)
+        steps = max(cfg.max_steps - st.step, 0) if cfg.time_budget_s <= 0 else math.inf
+        limit = min(cfg.time_budget_s if cfg.time_budget_s > 0 else math.inf, self.max_seconds or math.inf)
+        return min(steps, max(limit - st.train_seconds, 0.0) / max(step_seconds, 1e-9))
 
     def _follow_autocompile(self, action: str | None) -> None:
-        """Act on the compile decision, as rank 0 made it (every rank runs the same graph)."""
-        code = distributed.max_across_ranks(float({None: 0, "compile": 1, "eager": 2}[action])
-                                            if self.dist.is_main else 0.0, self.dist)
-        if code:
-            self._set_compiled(code == 1)
-        record = self.autocompile.record()
-        if record is not None and self.compile_record is None:
-            self.compile_record = record
-            self.log({"kind": "compile", "step": self.state.step, **record})
+        """Act on rank 0's compile decision: every rank runs the same graph and stops asking at the
+        same step, so the ranks' collectives stay paired."""
+        mine = 0.0
+        if self.dist.is_main:
+            mine = {None: 0, "compile": 1, "eager": 2}[action] + (4 if self.autocompile.decision is not None else 0)
+        code = int(distributed.max_across_ranks(float(mine), self.dist))
+        if code % 4:
+            self._set_compiled(code % 4 == 1)
+        if code >= 4:
+            self.compile_record = self.autocompile.record() or {"reason": "decided on rank 0"}
+            self.log({"kind": "compile", "step": self.state.step, **self.compile_record})
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
@@ -254,9 +252,14 @@ class Trainer:
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             handlers = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS}
+        # Zero-initialised projections and small updates make subnormal floats, which CPUs
+        # process many times slower; flushing them to zero measured ~20% faster steps. The flag is
+        # process-wide, so it is put back afterwards (other code in the process may need subnormals).
+        torch.set_flush_denormal(True)
         try:
             return self._fit(max_seconds, received)
         finally:
+            torch.set_flush_denormal(False)
             for s, handler in handlers.items():
                 signal.signal(s, handler)
 
@@ -282,14 +285,14 @@ class Trainer:
             try:
                 loss_sum = self._accumulate(st.step)
             except Exception as e:
-                if self.step_model is self.eager_step_model or self.cfg.compile is True:
+                if self.step_model is self.eager_step_model or self.cfg.compile is True or self.dist.enabled:
                     raise
                 # the first compiled step failed to compile (no C++ compiler, an unsupported op):
                 # this run goes on eagerly, and the step is taken again
                 self.model.zero_grad(set_to_none=True)
                 self._set_compiled(False)
                 self.autocompile.fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
-                self._follow_autocompile(None)
+                self._follow_autocompile(None)      # records the failure, even over a cached decision
                 loss_sum = self._accumulate(st.step)
             if not math.isfinite(loss_sum):
                 raise UserError(f"loss became {loss_sum} at step {st.step}; lower train.lr or enable grad_clip")
