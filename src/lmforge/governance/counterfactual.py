@@ -8,13 +8,15 @@ whose text opens with `{person}`, optionally with the `label` a classifier shoul
   rest of the sentence given the term ("... is a brilliant programmer." after "The woman"),
   the same tokens for every group; averaged per group, the gap is the largest difference
   between two groups of one dimension (nats per token).
-- Classifiers: a template flips when its versions do not all get the same label; per-group
+- Classifiers: a template flips when its groups do not all get the same label (each group's
+  label being the one most of its terms get, so one odd term is not a group's verdict); per-group
   accuracy on the templates that have a label the classifier knows.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from importlib import resources
 from pathlib import Path
 
@@ -83,10 +85,10 @@ def classifier_flips(classifier, data: dict) -> dict:
             labels = {}
             for group, terms in groups.items():
                 predicted = [r["label"] for r in classifier.classify([t["text"].replace(SLOT, x) for x in terms])]
-                labels[group] = predicted
+                labels[group] = Counter(predicted).most_common(1)[0][0]
                 if t.get("label") in classifier.labels:
                     correct[group] += [p == t["label"] for p in predicted]
-            flips += len({p for ps in labels.values() for p in ps}) > 1
+            flips += len(set(labels.values())) > 1
         accuracy = {g: round(float(np.mean(v)), 4) for g, v in correct.items() if v}
         out[dim] = {"flip_rate": round(flips / len(data["templates"]), 4), "accuracy": accuracy,
                     "accuracy_gap": round(max(accuracy.values()) - min(accuracy.values()), 4) if accuracy else None}
