@@ -165,3 +165,13 @@ def test_ngram_embedding_gets_its_own_weight_decay_in_both_optimizers():
 def test_ngram_orders_are_validated(orders):
     with pytest.raises(ValueError, match="ngram_orders"):
         LlamaConfig(ngram_orders=orders).validate()
+
+
+def test_relu_squared_backward_equals_autograd_of_the_plain_ops():
+    from lmforge.models.llama.model import ReluSquared
+    x = torch.randn(6, 10, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ReluSquared.apply, (x,))
+    g = torch.randn(6, 10, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(ReluSquared.apply(x), x, g)
+    (plain,) = torch.autograd.grad(torch.nn.functional.relu(x).square(), x, g)
+    assert torch.equal(ours, plain)
