@@ -107,10 +107,12 @@ class Trainer:
     # ------------------------------------------------------------------ compile
     def _compile_key(self, batches) -> str:
         c = self.model.cfg
-        shape = (c.arch, getattr(c, "n_layer", 0), getattr(c, "d_model", 0), getattr(c, "n_head", 0), c.vocab_size)
+        shape = tuple(getattr(c, k, None) for k in ("arch", "n_layer", "d_model", "n_head", "kv_heads", "ff_dim",
+                                                     "mlp", "qk_norm", "vocab_size", "ngram_orders"))
+        adapter = self.cfg.lora_rank if lora.has_lora(self.model) else 0
         return machine_key("train-step", torch.__version__, self.device, shape, batches.global_batch,
                            batches.seq_len, self.cfg.grad_accum, self.autocast_dtype, self.cfg.distributed,
-                           self.dist.world, type(self.objective).__name__, lora.has_lora(self.model))
+                           self.dist.world, type(self.objective).__name__, adapter)
 
     def _set_compiled(self, on: bool) -> None:
         if on:
