@@ -214,3 +214,11 @@ def test_a_request_whose_grammar_fails_leaves_its_batch_running(engine, monkeypa
             ends["done" if isinstance(event, Done) else "failed"] = event
     assert str(ends["failed"].error) == "the grammar refused a token"
     assert ends["done"].result.completion_tokens == 40 and free.finish_reason == "length"
+
+
+def test_streamed_auto_text_keeps_the_logprob_of_every_token(client, engine):
+    chunks = list(client.chat.completions.create(
+        model="tiny", messages=ASK, tools=[WEATHER], max_tokens=8, temperature=0, stream=True, logprobs=True,
+        stream_options={"include_usage": True}, logit_bias={str(token_of(engine, "{")): -100}))
+    logprobs = [lp for c in chunks if c.choices and c.choices[0].logprobs for lp in c.choices[0].logprobs.content]
+    assert len(logprobs) == chunks[-1].usage.completion_tokens > 0     # the held-back first ones too

@@ -232,7 +232,7 @@ async def chat(state: ServerState, request: Request, data: dict):
     extra = {"usage": None} if body.include_usage else {}
     # a tool call is sent whole at the end; with tool_choice "auto" text is held only until
     # its first character shows whether the answer is a call ("{") or free text
-    held: list[str] | None = [] if may_call else None
+    held: list[Delta] | None = [] if may_call else None
 
     def chunk(delta: dict, logprobs=None, finish_reason=None) -> str:
         return sse(env.wrap([{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
@@ -243,12 +243,12 @@ async def chat(state: ServerState, request: Request, data: dict):
         yield chunk({"role": "assistant", "content": ""})
         async for batch in gen.batches():
             deltas = [e for e in batch if isinstance(e, Delta)]
-            text = "".join(d.text for d in deltas)
             if held is not None:
-                held.append(text)
-                so_far, text = "".join(held), ""
+                held += deltas
+                so_far = "".join(d.text for d in held)
                 if body.tool_choice in (None, "auto") and so_far and not so_far.startswith("{"):
-                    text, held = so_far, None       # free text after all: send it on
+                    deltas, held = held, None       # free text after all: send it on, logprobs too
+            text = "".join(d.text for d in deltas)
             if held is None and deltas and (text or body.logprobs):
                 _first_token(state, request, seen)
                 logprobs = chat_logprobs([d.logprob for d in deltas]) if body.logprobs else None
@@ -260,8 +260,8 @@ async def chat(state: ServerState, request: Request, data: dict):
                 if call:
                     _first_token(state, request, seen)
                     yield chunk({"tool_calls": [{"index": 0, **call}]})
-                elif held is not None and "".join(held):
-                    yield chunk({"content": "".join(held)})
+                elif held is not None and "".join(d.text for d in held):
+                    yield chunk({"content": "".join(d.text for d in held)})
                 yield chunk({}, finish_reason="tool_calls" if call else r.finish_reason)
                 if body.include_usage:
                     yield sse(env.wrap([], usage=usage(r.prompt_tokens, r.completion_tokens)))
