@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lmforge.errors import UserError
 
 FAILED_STATUS = 1      # a gate that fails, or a run whose files changed: not a usage error (2)
 
@@ -38,18 +37,9 @@ def cmd_verify(args) -> int:
     return FAILED_STATUS if problems else 0
 
 
-def gate_rows(run_path: str | Path) -> dict:
-    path = Path(run_path) / "eval" / "governance.json"
-    if not path.is_file():
-        raise UserError(f"{run_path} has no governance results (eval/governance.json); "
-                        f"run `lmforge eval {run_path} --task governance`")
-    return json.loads(path.read_text())
-
-
 def cmd_check(args) -> int:
-    from lmforge.governance.gate import regate, table
-    from lmforge.rundir import RunDir
-    result = regate(gate_rows(args.run), RunDir.open(args.run).load_recipe().governance)
+    from lmforge.governance.gate import current_gate, table
+    result = current_gate(args.run)
     if args.json:
         print(json.dumps({"passed": result["passed"], "checks": result["checks"]}, indent=2))
     else:

@@ -6,9 +6,25 @@ A threshold left at its default applies; set one to -1 to report the number with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from lmforge.errors import UserError
 
 BUILTIN_PAIRS = "builtin:minimal-pairs"
 BUILTIN_TEMPLATES = "builtin:counterfactual"
+BUILTIN_FILES = {BUILTIN_PAIRS: "minimal_pairs.jsonl", BUILTIN_TEMPLATES: "counterfactual.json"}
+
+
+def data_file(name: str, key: str):
+    """(file, how errors name it) for a `[governance] key` value: a built-in set that ships with
+    lmforge, or a path."""
+    if name in BUILTIN_FILES:
+        return resources.files("lmforge.governance") / "data" / BUILTIN_FILES[name], name
+    path = Path(name)
+    if not path.is_file():
+        raise UserError(f"governance.{key}: not found: {path}")
+    return path, str(path)
 
 
 @dataclass

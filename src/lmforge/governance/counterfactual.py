@@ -17,25 +17,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
 from lmforge.errors import UserError
-from lmforge.governance.config import BUILTIN_TEMPLATES
+from lmforge.governance.config import data_file
 
 SLOT = "{person}"
 
 
 def load_templates(name: str) -> dict:
-    if name == BUILTIN_TEMPLATES:
-        text, where = (resources.files("lmforge.governance") / "data" / "counterfactual.json").read_text(), name
-    else:
-        path = Path(name)
-        if not path.is_file():
-            raise UserError(f"governance.templates: not found: {path}")
-        text, where = path.read_text(encoding="utf-8"), str(path)
+    path, where = data_file(name, "templates")
+    text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -61,9 +54,10 @@ def language_model_gaps(lm, data: dict) -> dict:
             for t in data["templates"]:
                 rest = t["text"][len(SLOT):]
                 for term in terms:
-                    requests.append((term, rest))
-                    keys.append((dim, group, len(lm.encode_pair(term, rest)[1])))
-    lls = [ll for ll, _ in lm.loglikelihood(requests)]
+                    pair = lm.encode_pair(term, rest)      # encoded once: scored and counted
+                    requests.append(pair)
+                    keys.append((dim, group, len(pair[1])))
+    lls = [ll for ll, _ in lm.score_tokens(requests)]
     out = {}
     for dim, groups in data["dimensions"].items():
         per_group = {}

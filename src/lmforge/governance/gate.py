@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lmforge.errors import UserError
 from lmforge.governance.config import GovernanceConfig
 
 # threshold key -> (where the value is in eval/governance.json, what it measures)
@@ -61,14 +62,25 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def current_gate(run_path: str | Path) -> dict:
+    """A run's stored governance results, checked against the thresholds its recipe holds now."""
+    from lmforge.rundir import RunDir
+    run = RunDir.open(run_path)
+    path = run.eval_result("governance")
+    if not path.is_file():
+        raise UserError(f"{run_path} has no governance results ({path.relative_to(run.path)}); "
+                        f"run `lmforge eval {run_path} --task governance`")
+    return regate(json.loads(path.read_text()), run.load_recipe().governance)
+
+
 def release_warning(run_path: str | Path) -> str | None:
     """What `lmforge serve` says before serving a run without a passing check, or None."""
-    path = Path(run_path) / "eval" / "governance.json"
-    if not path.is_file():
+    try:
+        result = current_gate(run_path)
+    except UserError:
         return (f"{run_path} has no release check on record; run `lmforge eval {run_path} --task governance` "
                 f"and `lmforge check {run_path}` before exposing it to users")
-    result = json.loads(path.read_text())
-    if not result.get("passed"):
+    if not result["passed"]:
         failed = ", ".join(r["check"] for r in result.get("checks", []) if r["status"] == "FAIL")
         return f"{run_path} failed its release check ({failed}); see `lmforge check {run_path}`"
     return None

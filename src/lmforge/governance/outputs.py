@@ -16,12 +16,11 @@ def sample_all(engine, prompts: list[str], samples: int, max_tokens: int, seed: 
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     for i in range(samples):
         params = SamplingParams(max_tokens=max_tokens, temperature=1.0, seed=seed + i)
-        engine.submit(prompts[i % len(prompts)], params, lambda e, i=i: inbox.put((i, e)))
+        engine.submit(prompts[i % len(prompts)], params,
+                      lambda e, i=i: inbox.put((i, e)) if isinstance(e, (Done, Failed)) else None)
     texts = [""] * samples
     for _ in range(samples):
         i, event = inbox.get()
-        while not isinstance(event, (Done, Failed)):
-            i, event = inbox.get()
         if isinstance(event, Failed):
             raise event.error
         texts[i] = event.result.text

@@ -22,15 +22,13 @@ import difflib
 import io
 import json
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from lmforge.errors import UserError
 from lmforge.eval.stats import bootstrap_ci
-from lmforge.governance.config import BUILTIN_PAIRS
+from lmforge.governance.config import data_file
 
 
 @dataclass
@@ -41,20 +39,9 @@ class Pair:
     direction: str = "stereo"
 
 
-def pairs_path(name: str):
-    """The file a `[governance] pairs` value names (the built-in set ships with lmforge)."""
-    if name == BUILTIN_PAIRS:
-        return resources.files("lmforge.governance") / "data" / "minimal_pairs.jsonl"
-    path = Path(name)
-    if not path.is_file():
-        raise UserError(f"governance.pairs: not found: {path}")
-    return path
-
-
 def load_pairs(name: str) -> list[Pair]:
-    path = pairs_path(name)
+    path, where = data_file(name, "pairs")
     text = path.read_text(encoding="utf-8")
-    where = BUILTIN_PAIRS if name == BUILTIN_PAIRS else str(path)
     if str(path).endswith(".jsonl"):
         rows = []
         for i, line in enumerate(text.splitlines(), 1):

@@ -233,20 +233,23 @@ async def chat(state: ServerState, request: Request, data: dict):
     # a tool call is sent whole at the end; with tool_choice "auto" text is held only until
     # its first character shows whether the answer is a call ("{") or free text
     held: list[Delta] | None = [] if may_call else None
+    calling = may_call and body.tool_choice not in (None, "auto")    # forced: a call from the start
 
     def chunk(delta: dict, logprobs=None, finish_reason=None) -> str:
         return sse(env.wrap([{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
                             **extra))
 
     async def events():
-        nonlocal held
+        nonlocal held, calling
         yield chunk({"role": "assistant", "content": ""})
         async for batch in gen.batches():
             deltas = [e for e in batch if isinstance(e, Delta)]
             if held is not None:
                 held += deltas
-                so_far = "".join(d.text for d in held)
-                if body.tool_choice in (None, "auto") and so_far and not so_far.startswith("{"):
+                first = "" if calling else next((d.text for d in held if d.text), "")
+                if first.startswith("{"):
+                    calling = True
+                elif first:
                     deltas, held = held, None       # free text after all: send it on, logprobs too
             text = "".join(d.text for d in deltas)
             if held is None and deltas and (text or body.logprobs):
@@ -260,8 +263,8 @@ async def chat(state: ServerState, request: Request, data: dict):
                 if call:
                     _first_token(state, request, seen)
                     yield chunk({"tool_calls": [{"index": 0, **call}]})
-                elif held is not None and "".join(d.text for d in held):
-                    yield chunk({"content": "".join(d.text for d in held)})
+                elif held is not None and r.text:
+                    yield chunk({"content": r.text})
                 yield chunk({}, finish_reason="tool_calls" if call else r.finish_reason)
                 if body.include_usage:
                     yield sse(env.wrap([], usage=usage(r.prompt_tokens, r.completion_tokens)))

@@ -25,7 +25,7 @@ import resource
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +38,7 @@ from lmforge.models import lora
 from lmforge.models.io import check_arch, load_adapter_weights, read_weights
 from lmforge.models.registry import family_of
 from lmforge.train import checkpoint, distributed, optim
-from lmforge.train.autocompile import AutoCompile, use_kernel_cache
+from lmforge.train.autocompile import AutoCompile, Decision, use_kernel_cache
 from lmforge.train.config import TrainConfig
 from lmforge.train.mfu import fastest_autocast_dtype, flops_per_token, measured_peak_flops
 from lmforge.train.objectives import CausalLM, Objective
@@ -102,7 +102,7 @@ class Trainer:
         self.compile_record: dict | None = None      # what was decided about torch.compile, and why
         if cfg.compile is True:
             self._set_compiled(True)
-            self.compile_record = {"compile": True, "reason": "train.compile = true", "source": "recipe"}
+            self.compile_record = asdict(Decision(True, "train.compile = true", source="recipe"))
 
     # ------------------------------------------------------------------ compile
     def _compile_key(self, batches) -> str:
@@ -124,8 +124,7 @@ class Trainer:
     def _steps_left(self, step_seconds: float) -> float:
         cfg, st = self.cfg, self.state
         steps = max(cfg.max_steps - st.step, 0) if cfg.time_budget_s <= 0 else math.inf
-        limit = min(cfg.time_budget_s if cfg.time_budget_s > 0 else math.inf, self.max_seconds or math.inf)
-        return min(steps, max(limit - st.train_seconds, 0.0) / max(step_seconds, 1e-9))
+        return min(steps, max(self._time_limit() - st.train_seconds, 0.0) / max(step_seconds, 1e-9))
 
     def _follow_autocompile(self, action: str | None) -> None:
         """Act on rank 0's compile decision: every rank runs the same graph and stops asking at the
@@ -151,9 +150,13 @@ class Trainer:
             return self.state.train_seconds / self.cfg.time_budget_s
         return self.state.step / self.cfg.max_steps
 
+    def _time_limit(self) -> float:
+        """Training seconds this run may spend: the recipe's budget, and fit's max_seconds."""
+        return min(self.cfg.time_budget_s if self.cfg.time_budget_s > 0 else math.inf,
+                   self.max_seconds if self.max_seconds is not None else math.inf)
+
     def _finished(self) -> bool:
-        limit = min(self.cfg.time_budget_s if self.cfg.time_budget_s > 0 else math.inf,
-                    self.max_seconds if self.max_seconds is not None else math.inf)
+        limit = self._time_limit()
         spent, steps = self.state.train_seconds, self.state.step
         # a wall-clock run ends within its budget: it stops when one more step would overrun it.
         # A resumed run has not timed a step yet, so it expects the average of the earlier ones.
