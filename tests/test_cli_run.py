@@ -28,6 +28,58 @@ def test_run_produces_every_file_of_the_run_directory(tiny_run):
     assert "bits per byte" in (tiny_run / "model_card.md").read_text()
 
 
+def test_evaluation_numbers_are_the_identities_they_claim(tiny_run):
+    """bits/byte = nll / (ln 2 * bytes) with nll re-scored here by a plain forward pass,
+    perplexity = exp(loss), gzip's figure recomputed, and the card and report show these values."""
+    import gzip
+    import math
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from lmforge.models.io import load_model
+    res = json.loads((tiny_run / "eval" / "pretrain.json").read_text())
+    meta = json.loads((tiny_run / "tokens" / "meta.json").read_text())
+    val_text = (tiny_run / "tokens" / "val.txt").read_bytes()
+    assert res["val_bytes"] == meta["val_bytes"]
+    val = np.fromfile(tiny_run / "tokens" / "val.bin", dtype=np.dtype(meta["dtype"])).astype(np.int64)
+    model = load_model(tiny_run)
+    window = 64                                        # the recipe's seq_len
+    nll = 0.0
+    with torch.no_grad():
+        for s in range(0, len(val) - 1, window):       # each token after the first scored once
+            piece = torch.from_numpy(val[s:s + window + 1])
+            logits = model(piece[None, :-1]).float()[0]
+            nll += float(F.cross_entropy(logits, piece[1:], reduction="sum"))
+    assert res["scored_tokens"] == len(val) - 1
+    assert res["val_loss"] == pytest.approx(nll / (len(val) - 1), abs=2e-4)
+    assert res["bits_per_byte"] == pytest.approx(nll / (math.log(2) * meta["val_bytes"]), abs=2e-4)
+    assert res["token_perplexity"] == pytest.approx(math.exp(res["val_loss"]), rel=1e-4)
+    assert res["gzip_bits_per_byte"] == pytest.approx(8 * len(gzip.compress(val_text, 9)) / len(val_text), abs=1e-4)
+    card = (tiny_run / "model_card.md").read_text()
+    assert f"| bits per byte | {res['bits_per_byte']} |" in card
+    assert f"| validation loss (nats/token) | {res['val_loss']} |" in card
+    below = res["bits_per_byte"] < res["gzip_bits_per_byte"]
+    assert f"bits per byte is {'below' if below else 'NOT below'} gzip's" in card
+    assert f"{res['bits_per_byte']}" in (tiny_run / "report.html").read_text()
+
+
+def test_card_verdict_follows_the_comparison_with_gzip(tiny_run, tmp_path):
+    from lmforge.recipe import load_recipe
+    from lmforge.report.model_card import write_model_card
+    from lmforge.rundir import RunDir
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    result_file = run / "eval" / "pretrain.json"
+    res = json.loads(result_file.read_text())
+    for bpb, verdict in ((res["gzip_bits_per_byte"] - 0.01, "below"), (res["gzip_bits_per_byte"] + 0.01, "NOT below")):
+        result_file.write_text(json.dumps({**res, "bits_per_byte": round(bpb, 4)}))
+        write_model_card(RunDir(run), load_recipe(run / "recipe.toml"))
+        card = (run / "model_card.md").read_text()
+        assert f"bits per byte is {verdict} gzip's" in card and f"| bits per byte | {round(bpb, 4)} |" in card
+
+
 def test_generate_info_and_python_api(tiny_run):
     out = lmforge("generate", str(tiny_run), "--prompt", "The ", "--max-tokens", "10", "--seed", "1")
     assert out.returncode == 0, out.stderr

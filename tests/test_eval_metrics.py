@@ -69,6 +69,36 @@ def test_stderr_and_bootstrap():
     assert lo < 0.625 < hi
 
 
+def test_bradley_terry_two_models_has_a_closed_form_with_ties_as_half_wins():
+    # 6 wins, 2 losses, 4 ties, prior 0.1 (a twentieth of a tie each way): x's share is 8.05 / 12.1
+    votes = [("x", "y", "a")] * 6 + [("x", "y", "b")] * 2 + [("y", "x", "tie")] * 2 + [("x", "y", "both_bad")] * 2
+    ratings = bradley_terry(votes, ["x", "y"], prior=0.1)
+    gap = 400 * math.log10(8.05 / 4.05)
+    assert ratings["x"] == pytest.approx(1000 + gap / 2, abs=1e-6)
+    assert ratings["y"] == pytest.approx(1000 - gap / 2, abs=1e-6)
+    # the Elo scale: the rating gap predicts the observed share of (half-)wins
+    assert 1 / (1 + 10 ** ((ratings["y"] - ratings["x"]) / 400)) == pytest.approx(8.05 / 12.1, abs=1e-9)
+
+
+def test_bradley_terry_fit_satisfies_the_likelihood_equations():
+    """At the maximum-likelihood fit each model's expected wins equal its observed wins (Hunter 2004)."""
+    votes = ([("a", "b", "a")] * 5 + [("a", "b", "b")] * 3 + [("b", "c", "a")] * 4 + [("c", "b", "tie")] * 3 +
+             [("a", "c", "b")] * 2 + [("a", "c", "a")] * 6 + [("c", "d", "a")] * 1 + [("d", "a", "b")] * 2)
+    models, prior = ["a", "b", "c", "d"], 0.1
+    ratings = bradley_terry(votes, models, prior=prior, iterations=2000)
+    p = {m: 10 ** ((ratings[m] - 1000) / 400) for m in models}
+    wins = {(i, j): prior / 2 for i in models for j in models if i != j}
+    for x, y, outcome in votes:
+        share = {"a": 1.0, "b": 0.0}.get(outcome, 0.5)
+        wins[x, y] += share
+        wins[y, x] += 1 - share
+    for i in models:
+        observed = sum(wins[i, j] for j in models if j != i)
+        expected = sum((wins[i, j] + wins[j, i]) * p[i] / (p[i] + p[j]) for j in models if j != i)
+        assert expected == pytest.approx(observed, rel=1e-6), i
+    assert sum(ratings.values()) / 4 == pytest.approx(1000)     # geometric-mean strength 1
+
+
 def test_bradley_terry_and_kappa():
     votes = [("x", "y", "a")] * 8 + [("x", "y", "b")] * 2 + [("y", "z", "a")] * 6 + [("y", "z", "tie")] * 4
     ratings = bradley_terry(votes, ["x", "y", "z"])

@@ -89,6 +89,51 @@ class CharLM(EvalLM):
         return self.table.expand(*input_ids.shape, 256).clone()
 
 
+class ChunkLM(EvalLM):
+    """A fake model whose tokens are several characters long, with fixed log-probabilities per token."""
+    name, max_length, prefix_token_id = "chunk", 8, 0
+    VOCAB = {"Q": 1, "ab": 2, "cde": 3, "fgh": 4}
+
+    def __init__(self, logits: dict[str, float]):
+        import torch
+        self.table = torch.full((8,), -10.0)
+        for piece, value in logits.items():
+            self.table[self.VOCAB[piece]] = value
+
+    def encode(self, text):
+        pieces, i = [], 0
+        while i < len(text):
+            n = 2 if text.startswith("ab", i) else 3 if text[i] in "cf" else 1
+            pieces.append(self.VOCAB[text[i:i + n]])
+            i += n
+        return pieces
+
+    def forward(self, input_ids):
+        return self.table.expand(*input_ids.shape, 8).clone()
+
+
+def test_acc_norm_divides_by_characters_not_tokens(tmp_path):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"q": "Q", "a": "ab", "b": "cdefgh", "label": 1}) + "\n")
+    task = load_task(str(write_task(tmp_path, '''
+kind = "multiple_choice"
+[data]
+path = "d.jsonl"
+[prompt]
+context = "{q}"
+choices = ["{a}", "{b}"]
+gold = "label"
+target_delimiter = ""
+''')))
+    lm = ChunkLM({"ab": 0.0, "cde": -0.3, "fgh": -0.3})
+    log_z = float(lm.table.logsumexp(0))
+    ll_a, ll_b = -log_z, 2 * (-0.3 - log_z)            # one token of 2 characters, two tokens of 3
+    assert ll_a > ll_b and ll_a / 1 > ll_b / 2 and ll_a / 2 < ll_b / 6   # per token "ab" wins, per character "cdefgh"
+    examples = [make_example(task, r) for r in read_rows(task)]
+    out = evaluate_multiple_choice(lm, task, examples, [e.context for e in examples])
+    assert out["samples"][0]["loglikelihoods"] == pytest.approx([ll_a, ll_b])
+    assert out["metrics"]["acc"]["value"] == 0.0 and out["metrics"]["acc_norm"]["value"] == 1.0
+
+
 def test_windows_score_every_token_once():
     lm = CharLM({})
     for n_ctx, n_cont in [(1, 3), (5, 8), (3, 20), (1, 17)]:

@@ -42,3 +42,27 @@ def test_context_overflow_is_reported_not_fatal(engine):
     history, out = chat(engine, "word " * 200 + "\nshort\n")
     assert "the model's context is" in out
     assert [m["content"] for m in history if m["role"] == "user"] == ["short"]
+
+
+class Recording:
+    """The real engine, with the conversations it was asked to continue written down."""
+
+    def __init__(self, engine):
+        self.engine, self.asked = engine, []
+
+    def chat_stream(self, messages, **sampling):
+        self.asked.append([dict(m) for m in messages])
+        return self.engine.chat_stream(messages, **sampling)
+
+
+def test_every_turn_sends_the_system_prompt_and_the_whole_history(engine):
+    spy = Recording(engine)
+    history, _ = chat(spy, "first question\nsecond question\n", system="Answer in French.")
+    first_answer = history[1]["content"]
+    assert spy.asked == [
+        [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "first question"}],
+        [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "first question"},
+         {"role": "assistant", "content": first_answer}, {"role": "user", "content": "second question"}],
+    ]
+    # and the second reply is the model's continuation of that whole conversation
+    assert history[3]["content"] == engine.chat(spy.asked[1], max_tokens=5, temperature=0).text

@@ -51,13 +51,48 @@ def test_greedy_matches_full_recomputation(engine):
         seq.append(tid)
 
 
+def test_repetition_penalty_matches_hugging_face_step_by_step(engine):
+    """Greedy with a repetition penalty: every token equals the argmax of the full recomputation
+    after Hugging Face's processor."""
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+    prompt = list(range(3, 100))   # many distinct tokens seen, so the penalty has work to do
+    penalised = engine.generate(prompt, max_tokens=16, repetition_penalty=1.8, **GREEDY).token_ids
+    seq, changed = list(prompt), 0
+    for tid in penalised:
+        raw = full_forward_logits(engine, seq)[-1:]
+        logits = RepetitionPenaltyLogitsProcessor(1.8)(torch.tensor([seq]), raw.clone())
+        assert int(logits.argmax()) == tid
+        changed += int(raw.argmax()) != tid
+        seq.append(tid)
+    assert changed > 0     # the penalty did decide some of these tokens
+
+
+def test_filters_reach_the_engine(engine):
+    """top_p, min_p and top_k small enough to leave one token make hot sampling greedy."""
+    prompt = engine.encode("The json module")
+    greedy = engine.generate(prompt, max_tokens=12, **GREEDY).token_ids
+    hot = dict(max_tokens=12, temperature=3.0, ignore_eos=True, seed=1)
+    for narrow in (dict(top_p=1e-6), dict(min_p=1.0), dict(top_k=1)):
+        assert engine.generate(prompt, **hot, **narrow).token_ids == greedy, narrow
+    assert engine.generate(prompt, **hot).token_ids != greedy
+
+
 def test_chunked_prefill_matches_single_pass(run, engine):
     prompt = engine.encode("A long prompt, " * 12)[:80]   # five 16-token chunks
     assert len(prompt) > 40
     whole = Engine.from_run(run, prefill_chunk=1024)
     try:
-        assert whole.generate(prompt, max_tokens=12, **GREEDY).token_ids == \
-            engine.generate(prompt, max_tokens=12, **GREEDY).token_ids
+        # logprobs, not just greedy tokens: a random model's argmax barely reacts to a wrong cache
+        kw = dict(max_tokens=12, logprobs=True, top_logprobs=5, **GREEDY)
+        a, b = whole.generate(prompt, **kw), engine.generate(prompt, **kw)
+        assert a.token_ids == b.token_ids
+        for x, y in zip(a.logprobs, b.logprobs):
+            assert [v for _, v in x.top] == pytest.approx([v for _, v in y.top], abs=1e-4)
+        seq = list(prompt)   # and both equal the uncached forward pass
+        for lp in b.logprobs:
+            ref = torch.log_softmax(full_forward_logits(engine, seq)[-1], -1)
+            assert lp.logprob == pytest.approx(float(ref[lp.token_id]), abs=1e-4)
+            seq.append(lp.token_id)
     finally:
         whole.close()
 
@@ -89,11 +124,6 @@ def test_seed_reproducible_and_sampling_options(engine):
     b = engine.generate("Seeded", seed=123, **kw)
     c = engine.generate("Seeded", seed=124, **kw)
     assert a.token_ids == b.token_ids and a.token_ids != c.token_ids
-
-
-def test_top_k_one_is_greedy(engine):
-    greedy = engine.generate("Top k", max_tokens=10, **GREEDY)
-    assert engine.generate("Top k", max_tokens=10, top_k=1, seed=9, ignore_eos=True).token_ids == greedy.token_ids
 
 
 def test_stop_string_spanning_tokens(engine):

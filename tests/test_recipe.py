@@ -15,8 +15,14 @@ def write(tmp_path, text):
 
 
 def test_unknown_key_names_the_nearest_valid_one(tmp_path):
-    with pytest.raises(UserError, match=r"unknown key 'train.learning_rat'.*did you mean 'lr'|did you mean"):
-        load_recipe(write(tmp_path, "[train]\nlearning_rat = 0.1\n"))
+    with pytest.raises(UserError, match=r"^unknown key 'train.learning_rat'; did you mean 'lr'\?$"):
+        load_recipe(write(tmp_path, "[train]\nlearning_rat = 0.1\n"))      # near Hugging Face's name for it
+    with pytest.raises(UserError, match=r"^unknown key 'train.block_size'; did you mean 'seq_len'\?$"):
+        load_recipe(write(tmp_path, "[train]\nblock_size = 64\n"))         # nanoGPT's name
+    with pytest.raises(UserError, match=r"^unknown key 'train.warmup_step'; did you mean 'warmup_steps'\?$"):
+        load_recipe(write(tmp_path, "[train]\nwarmup_step = 1\n"))
+    with pytest.raises(UserError, match=r"^unknown key 'train.zzz'; valid keys: .*\blr\b"):
+        load_recipe(write(tmp_path, "[train]\nzzz = 1\n"))
     with pytest.raises(UserError, match=r"'model.n_layers'; did you mean 'n_layer'"):
         load_recipe(write(tmp_path, "[model]\nn_layers = 3\n"))
 

@@ -107,6 +107,26 @@ def test_chat_and_chat_stream(client, engine):
     assert chunks[-1].usage.completion_tokens == want.completion_tokens
 
 
+@pytest.mark.parametrize("path, body", [
+    ("/v1/completions", {"prompt": "Wire format", "max_tokens": 4}),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Wire format"}], "max_tokens": 4}),
+])
+def test_event_stream_on_the_wire(server, path, body):
+    """What curl sees: `data: {json}` events, one blank line after each, the last one `data: [DONE]`
+    (the openai client stops at the closed connection, so only the raw bytes show the end marker)."""
+    with httpx.stream("POST", server + path, json={**body, "stream": True, "temperature": 0, "ignore_eos": True},
+                      headers={"Authorization": f"Bearer {KEY}"}, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        raw = r.read().decode()
+    events = raw.split("\n\n")
+    assert events[-1] == "" and events[-2] == "data: [DONE]" and raw.count("[DONE]") == 1
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
+    assert all(e.startswith("data: ") for e in events[:-1])
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+
+
 def test_stream_events_survive_unicode_line_separators():
     # generated text may hold U+2028 or U+0085, which JSON leaves raw and str.splitlines treats as
     # line ends; a client reading the stream line by line must still get whole events

@@ -110,6 +110,19 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+# what other tools (Hugging Face's TrainingArguments, nanoGPT) call our keys, for the "did you mean" hint
+OTHER_NAMES = {"learning_rate": "lr", "num_train_epochs": "epochs", "max_iters": "max_steps",
+               "warmup_iters": "warmup_steps", "block_size": "seq_len", "per_device_train_batch_size": "batch_size",
+               "gradient_accumulation_steps": "grad_accum", "n_embd": "d_model", "num_layers": "n_layer",
+               "num_heads": "n_head", "hidden_size": "d_model"}
+
+
+def _suggestion(key: str, names: list[str]) -> str:
+    known = {**{other: ours for other, ours in OTHER_NAMES.items() if ours in names}, **{n: n for n in names}}
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    return f"; did you mean '{known[close[0]]}'?" if close else f"; valid keys: {', '.join(names)}"
+
+
 def from_dict(cls, raw: Any, where: str):
     """Build dataclass `cls` from a plain dict, validating keys, types and ranges."""
     if not isinstance(raw, dict):
@@ -122,9 +135,7 @@ def from_dict(cls, raw: Any, where: str):
     kwargs = {}
     for key, value in raw.items():
         if key not in names:
-            close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
-            raise UserError(f"unknown key '{where}.{key}'{hint}".replace("recipe.", "", 1))
+            raise UserError(f"unknown key '{where}.{key}'{_suggestion(key, names)}".replace("recipe.", "", 1))
         kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
     obj = cls(**kwargs)
     check = getattr(obj, "validate", None)
