@@ -50,11 +50,24 @@ def test_filters_compose_in_order_k_then_p_then_min_p():
     assert kept(filter_logits(logits, p)) == kept(theirs[0])
 
 
-def test_repetition_penalty_equals_hugging_face():
+def test_top_p_keeps_the_smallest_set_that_reaches_it():
+    # four equal tokens: exactly half the mass is two of them (a token whose predecessors already
+    # hold top_p is dropped, as Hugging Face's warper drops it)
+    assert len(kept(filter_logits(torch.zeros(4), SamplingParams(top_p=0.5)))) == 2
+    assert len(kept(filter_logits(torch.zeros(4), SamplingParams(top_p=0.51)))) == 3
+
+
+def test_default_settings_filter_nothing():
+    logits = torch.tensor([30.0, 0.0, -5.0, -9.0])   # float32 mass rounds to 1 after the first token
+    assert torch.equal(filter_logits(logits, SamplingParams()), logits)
+
+
+@pytest.mark.parametrize("penalty", [1.7, 2.0])
+def test_repetition_penalty_equals_hugging_face(penalty):
     logits, prompt = random_logits(3), [1, 4, 9, 9, 16]
-    pen = Penalties(SamplingParams(repetition_penalty=1.7), V, prompt)
+    pen = Penalties(SamplingParams(repetition_penalty=penalty), V, prompt)
     pen.add(25)
-    theirs = RepetitionPenaltyLogitsProcessor(1.7)(torch.tensor([prompt + [25]]), logits.unsqueeze(0).clone())[0]
+    theirs = RepetitionPenaltyLogitsProcessor(penalty)(torch.tensor([prompt + [25]]), logits.unsqueeze(0).clone())[0]
     assert torch.allclose(pen.apply(logits), theirs)
     assert not torch.allclose(pen.apply(logits), logits)
 
@@ -110,6 +123,23 @@ def test_penalties_and_logit_bias_change_the_greedy_choice():
     assert sample_batch(logits.unsqueeze(0), [rep.params], [make_generator(0)], [rep]) == [5]   # 2/4 < 1
     biased = SamplingParams(temperature=0, logit_bias=((7, 10.0),))
     assert sample_batch(logits.unsqueeze(0), [biased], [make_generator(0)], [None]) == [7]
+    added = SamplingParams(temperature=0, logit_bias=((5, 1.5),))     # the bias adds to the logit: 2.5 > 2
+    assert sample_batch(logits.unsqueeze(0), [added], [make_generator(0)], [None]) == [5]
+
+
+def test_a_greedy_row_with_a_seed_stays_greedy_beside_sampled_rows():
+    logits = torch.stack([random_logits(12)] * 8)
+    params = [SamplingParams(temperature=0, seed=5)] + [SamplingParams(temperature=2.0, seed=i) for i in range(7)]
+    picks = sample_batch(logits, params, [make_generator(p.seed) for p in params], [None] * 8)
+    assert picks[0] == int(logits[0].argmax()) and len(set(picks[1:])) > 1
+
+
+def test_unseeded_sampling_leaves_the_global_generator_alone():
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    sample_batch(torch.stack([random_logits(13)] * 3), [SamplingParams(temperature=1.0)] * 3,
+                 [make_generator(None) for _ in range(3)], [None] * 3)
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_temperature_divides_the_logits_like_hugging_face():
@@ -133,6 +163,8 @@ def test_seeded_rows_do_not_depend_on_their_neighbours():
 
 @pytest.mark.parametrize("field, value, message", [
     ("top_p", 0.0, "top_p must be in \\(0, 1\\]"), ("top_p", 1.5, "top_p"), ("min_p", -0.1, "min_p"),
+    ("min_p", 1.5, "min_p must be in \\[0, 1\\]"), ("frequency_penalty", -2.5, "frequency_penalty"),
+    ("presence_penalty", 2.5, "presence_penalty must be in \\[-2, 2\\]"),
     ("temperature", -1.0, "temperature"), ("top_k", -1, "top_k"), ("repetition_penalty", 0.0, "repetition"),
     ("frequency_penalty", 2.5, "frequency_penalty"), ("presence_penalty", -3.0, "presence_penalty"),
     ("top_logprobs", 21, "top_logprobs"), ("max_tokens", -1, "max_tokens"),
@@ -140,4 +172,13 @@ def test_seeded_rows_do_not_depend_on_their_neighbours():
 def test_out_of_range_settings_are_refused(field, value, message):
     with pytest.raises(UserError, match=message):
         SamplingParams(**{field: value}).validate()
-    SamplingParams().validate()
+
+
+def test_the_edges_of_every_range_are_allowed():
+    for edge in (dict(max_tokens=0), dict(temperature=0.0), dict(top_k=0), dict(top_p=1.0), dict(top_p=1e-9),
+                 dict(min_p=0.0), dict(min_p=1.0), dict(repetition_penalty=1e-3), dict(frequency_penalty=-2.0),
+                 dict(frequency_penalty=2.0), dict(presence_penalty=-2.0), dict(presence_penalty=2.0),
+                 dict(top_logprobs=0), dict(top_logprobs=20), dict(stop=("a", "\n\n"))):
+        SamplingParams(**edge).validate()
+    with pytest.raises(UserError, match="stop strings must be non-empty strings"):
+        SamplingParams(stop=("",)).validate()

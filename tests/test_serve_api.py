@@ -235,11 +235,31 @@ def test_tokenize_detokenize_health_metrics(server, engine):
 
 
 def test_audit_log(server, run, client):
-    client.completions.create(model="tiny", prompt="audited", max_tokens=2)
+    import hashlib
+    t0 = time.time()
+    out = client.completions.create(model="tiny", prompt="audited", max_tokens=2, extra_body={"ignore_eos": True})
+    msgs = [{"role": "user", "content": "audited chat"}]
+    chat = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=3, extra_body={"ignore_eos": True})
+    httpx.post(server + "/v1/completions", json={"prompt": "x"}, headers={"Authorization": "Bearer wrong"})
     db = sqlite3.connect(run / "audit.db")
-    rows = db.execute("SELECT key_id, endpoint, status, prompt_tokens, prompt_sha256 FROM requests").fetchall()
-    assert any(r[1] == "/v1/completions" and r[2] == 200 and r[3] and len(r[4]) == 64 for r in rows)
-    assert any(r[2] == 401 for r in rows)
+    db.row_factory = sqlite3.Row
+    deadline = time.time() + 10
+    while True:    # a row is written once its response has been sent: wait for the last one
+        rows = [dict(r) for r in db.execute("SELECT * FROM requests WHERE time >= ? ORDER BY id", (t0,))]
+        if len(rows) >= 3 or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    completion, chatted, refused = rows[-3:]
+    sha = lambda text: hashlib.sha256(text.encode()).hexdigest()   # noqa: E731
+    assert completion["key_id"] == sha(KEY)[:16] and completion["endpoint"] == "/v1/completions"
+    assert completion["status"] == 200 and completion["prompt_tokens"] == out.usage.prompt_tokens
+    assert completion["completion_tokens"] == 2 and 0 < completion["latency_s"] < time.time() - t0
+    assert completion["prompt_sha256"] == sha("audited")          # what a holder of the prompt computes
+    assert chatted["endpoint"] == "/v1/chat/completions" and chatted["completion_tokens"] == 3
+    assert chatted["prompt_tokens"] == chat.usage.prompt_tokens
+    assert chatted["prompt_sha256"] == sha(json.dumps(msgs, sort_keys=True, separators=(",", ":")))
+    assert refused["status"] == 401 and refused["key_id"] is None and refused["prompt_sha256"] is None
+    assert t0 <= completion["time"] <= chatted["time"] <= refused["time"] <= time.time()
     assert all(KEY not in str(r) for r in rows)
 
 
@@ -251,6 +271,32 @@ def test_rate_limit(engine):
         limited = c.get("/v1/models", headers={"Authorization": "Bearer a"})
     assert codes == [200, 200, 429] and other.status_code == 200
     assert limited.headers["Retry-After"] and limited.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_rate_limit_window_slides_and_retry_after_counts_down(monkeypatch):
+    from lmforge.serve import limits
+    from lmforge.serve.errors import APIError
+    now = [1000.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: now[0])
+    limiter = limits.RateLimiter(per_minute=2)
+
+    def at(t):
+        now[0] = 1000.0 + t
+        try:
+            limiter.check("k")
+            return "ok"
+        except APIError as e:
+            assert e.status == 429 and e.code == "rate_limit_exceeded"
+            return int(e.headers["Retry-After"])
+    # hits at 0 s and 10 s fill the minute; the one at 0 s leaves it at 60 s
+    assert [at(0), at(10), at(20), at(59.5)] == ["ok", "ok", 41, 1]
+    assert at(60) == "ok"              # the first hit expired: a place again
+    assert at(65) == 6                 # the 10-s hit is the oldest now: free at 70 s
+    assert at(70) == "ok"
+    limiter.check("another key")       # each key has its own window
+    unlimited = limits.RateLimiter(per_minute=0)
+    for _ in range(1000):
+        unlimited.check("k")
 
 
 def test_sagemaker_routes(engine):

@@ -8,6 +8,7 @@ reviewed and a given prompt can be matched later without storing its text.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 import time
@@ -29,7 +30,11 @@ CREATE TABLE IF NOT EXISTS requests (
 
 
 def prompt_digest(prompt) -> str:
-    return hashlib.sha256(repr(prompt).encode()).hexdigest()
+    """SHA-256 of a text prompt's UTF-8 bytes; of compact, key-sorted JSON for token ids and messages,
+    so anyone holding the prompt can compute the same digest."""
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False, sort_keys=True,
+                                                            separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class AuditLog:

@@ -1,0 +1,120 @@
+"""How many deliberate bugs the test suite catches: mutmut over the modules where a silent bug
+costs users most, each group against the test files that should notice.
+
+    python bench/mutation.py                      # every group (about an hour on 2 cores)
+    python bench/mutation.py --only sampling,chat # some groups
+    python bench/mutation.py --survivors          # also print each surviving mutant's diff
+
+Each group runs in its own scratch copy of the project (mutmut reads its settings from the
+pyproject.toml it finds and writes mutants/ beside it), with one thread per test process so
+the CPU-time limit mutmut puts on each mutant measures the test, not torch's thread pool.
+One JSON line per module: mutants, killed, timeout (counted as killed: the mutant made a test
+hang), survived, no_tests; the last line sums them. docs/testing.md records the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = "src/lmforge/"
+
+# group -> (modules mutated, test files run against them)
+GROUPS = {
+    "sampling": (["infer/sampling.py"], ["test_sampling.py", "test_infer_engine.py"]),
+    "objectives": (["train/objectives/*.py"],
+                   ["test_sft_objective.py", "test_dpo.py", "test_masked_lm.py", "test_classify.py", "test_families.py"]),
+    "metrics": (["eval/perplexity.py", "eval/likelihood.py", "eval/multiple_choice.py", "eval/text_metrics.py",
+                 "eval/ranking.py", "eval/stats.py", "eval/classification.py"],
+                ["test_eval_metrics.py", "test_eval_tasks.py", "test_eval_lm_eval.py"]),
+    "schedule": (["train/optim.py"], ["test_lr_schedule.py", "test_train_budget.py"]),
+    "checkpoint": (["train/checkpoint.py"], ["test_train_resume.py", "test_families_resume.py"]),
+    "serving": (["serve/formatting.py", "serve/responses.py", "serve/limits.py", "serve/audit.py"],
+                ["test_serve_api.py"]),
+    "chat": (["infer/template.py", "infer/chat_repl.py"], ["test_infer_chat_repl.py", "test_conversations.py"]),
+    "data": (["data/dedup.py", "data/pii.py", "data/quality.py"], ["test_data_steps.py", "test_data_pipeline.py"]),
+    "reports": (["report/model_card.py", "report/html.py"], ["test_cli_run.py"]),
+}
+KILLED = {"killed", "timeout"}
+STATUS = re.compile(r"^\s*(lmforge\.[\w.]+?)\.x[_ǁ]\S*__mutmut_\d+: (.+)$")
+
+
+def scratch_copy(group: str, modules: list[str], tests: list[str]) -> Path:
+    scratch = Path(tempfile.mkdtemp(prefix=f"lmforge-mutation-{group}-"))
+    work = scratch / "lmforge"
+    if (ROOT.parent / "shared").is_dir():      # the tests find ../shared/data beside the project
+        (scratch / "shared").symlink_to(ROOT.parent / "shared")
+    ignore = shutil.ignore_patterns(".venv", "runs", "mutants", ".git", "__pycache__", "*.egg-info")
+    for name in ("src", "tests", "tasks", "recipes"):
+        shutil.copytree(ROOT / name, work / name, ignore=ignore)
+    settings = "\n".join([
+        "[tool.mutmut]",
+        'source_paths = ["src"]',
+        f"only_mutate = {json.dumps([SRC + m for m in modules])}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(['tests/' + t for t in tests])}",
+        'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider"]',
+        "timeout_multiplier = 10.0",
+        "timeout_constant = 10.0"])
+    (work / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + "\n" + settings + "\n")
+    return work
+
+
+def run_group(group: str, children: int, survivors: bool) -> list[dict]:
+    modules, tests = GROUPS[group]
+    work = scratch_copy(group, modules, tests)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LMFORGE_NO_PROGRESS": "1"}
+    mutmut = [sys.executable, "-m", "mutmut"]
+    subprocess.run(mutmut + ["run", "--max-children", str(children)], cwd=work, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listing = subprocess.run(mutmut + ["results", "--all", "true"], cwd=work, env=env,
+                             capture_output=True, text=True).stdout
+    counts: dict[str, Counter] = {}
+    for line in listing.splitlines():
+        m = STATUS.match(line)
+        if m:
+            counts.setdefault(m.group(1), Counter())[m.group(2).strip()] += 1
+            if survivors and m.group(2).strip() == "survived":
+                name = line.split(":")[0].strip()
+                print(subprocess.run(mutmut + ["show", name], cwd=work, env=env, capture_output=True,
+                                     text=True).stdout, file=sys.stderr)
+    rows = []
+    for module, c in sorted(counts.items()):
+        caught = sum(c[k] for k in KILLED)
+        rows.append({"group": group, "module": module, "mutants": sum(c.values()), "killed": c["killed"],
+                     "timeout": c["timeout"], "survived": c["survived"], "no_tests": c["no tests"],
+                     "other": sum(v for k, v in c.items() if k not in KILLED | {"survived", "no tests"}),
+                     "kill_rate": round(caught / max(sum(c.values()), 1), 3), "workdir": str(work)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default="", help="comma-separated groups: " + ", ".join(GROUPS))
+    ap.add_argument("--children", type=int, default=2)
+    ap.add_argument("--survivors", action="store_true", help="print the diff of every surviving mutant (stderr)")
+    args = ap.parse_args()
+    groups = [g for g in args.only.split(",") if g] or list(GROUPS)
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        sys.exit(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
+    total = Counter()
+    for group in groups:
+        for row in run_group(group, args.children, args.survivors):
+            print(json.dumps(row), flush=True)
+            total.update({k: row[k] for k in ("mutants", "killed", "timeout", "survived", "no_tests", "other")})
+    caught = total["killed"] + total["timeout"]
+    print(json.dumps({"summary": "mutation", "groups": groups, **total,
+                      "kill_rate": round(caught / max(total["mutants"], 1), 3)}))
+
+
+if __name__ == "__main__":
+    main()
