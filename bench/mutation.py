@@ -4,6 +4,7 @@ costs users most, each group against the test files that should notice.
     python bench/mutation.py                      # every group (about an hour on 2 cores)
     python bench/mutation.py --only sampling,chat # some groups
     python bench/mutation.py --survivors          # also print each surviving mutant's diff
+    python bench/mutation.py --tests-rev 087374c  # the same modules against an older commit's tests
 
 Each group runs in its own scratch copy of the project (mutmut reads its settings from the
 pyproject.toml it finds and writes mutants/ beside it), with one thread per test process so
@@ -36,7 +37,7 @@ GROUPS = {
     "metrics": (["eval/perplexity.py", "eval/likelihood.py", "eval/multiple_choice.py", "eval/text_metrics.py",
                  "eval/ranking.py", "eval/stats.py", "eval/classification.py"],
                 ["test_eval_metrics.py", "test_eval_tasks.py", "test_eval_lm_eval.py"]),
-    "schedule": (["train/optim.py"], ["test_lr_schedule.py", "test_train_budget.py"]),
+    "schedule": (["train/optim.py"], ["test_optim.py", "test_train_budget.py"]),
     "checkpoint": (["train/checkpoint.py"], ["test_train_resume.py", "test_families_resume.py"]),
     "serving": (["serve/formatting.py", "serve/responses.py", "serve/limits.py", "serve/audit.py"],
                 ["test_serve_api.py"]),
@@ -48,7 +49,7 @@ KILLED = {"killed", "timeout"}
 STATUS = re.compile(r"^\s*(lmforge\.[\w.]+?)\.x[_ǁ]\S*__mutmut_\d+: (.+)$")
 
 
-def scratch_copy(group: str, modules: list[str], tests: list[str]) -> Path:
+def scratch_copy(group: str, modules: list[str], tests: list[str], tests_rev: str | None) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f"lmforge-mutation-{group}-"))
     work = scratch / "lmforge"
     if (ROOT.parent / "shared").is_dir():      # the tests find ../shared/data beside the project
@@ -56,9 +57,15 @@ def scratch_copy(group: str, modules: list[str], tests: list[str]) -> Path:
     ignore = shutil.ignore_patterns(".venv", "runs", "mutants", ".git", "__pycache__", "*.egg-info")
     for name in ("src", "tests", "tasks", "recipes"):
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
+    if tests_rev:
+        shutil.rmtree(work / "tests")
+        archive = subprocess.run(["git", "archive", tests_rev, "tests"], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True)
+        tests = [t for t in tests if (work / "tests" / t).is_file()]
     settings = "\n".join([
         "[tool.mutmut]",
         'source_paths = ["src"]',
+        'also_copy = ["tasks", "recipes"]',
         f"only_mutate = {json.dumps([SRC + m for m in modules])}",
         f"pytest_add_cli_args_test_selection = {json.dumps(['tests/' + t for t in tests])}",
         'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider"]',
@@ -68,9 +75,9 @@ def scratch_copy(group: str, modules: list[str], tests: list[str]) -> Path:
     return work
 
 
-def run_group(group: str, children: int, survivors: bool) -> list[dict]:
+def run_group(group: str, children: int, survivors: bool, tests_rev: str | None) -> list[dict]:
     modules, tests = GROUPS[group]
-    work = scratch_copy(group, modules, tests)
+    work = scratch_copy(group, modules, tests, tests_rev)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LMFORGE_NO_PROGRESS": "1"}
     mutmut = [sys.executable, "-m", "mutmut"]
     subprocess.run(mutmut + ["run", "--max-children", str(children)], cwd=work, env=env,
@@ -101,6 +108,7 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated groups: " + ", ".join(GROUPS))
     ap.add_argument("--children", type=int, default=2)
     ap.add_argument("--survivors", action="store_true", help="print the diff of every surviving mutant (stderr)")
+    ap.add_argument("--tests-rev", help="run the tests/ of this git revision (the modules stay today's)")
     args = ap.parse_args()
     groups = [g for g in args.only.split(",") if g] or list(GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
@@ -108,11 +116,11 @@ def main() -> None:
         sys.exit(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
     total = Counter()
     for group in groups:
-        for row in run_group(group, args.children, args.survivors):
+        for row in run_group(group, args.children, args.survivors, args.tests_rev):
             print(json.dumps(row), flush=True)
             total.update({k: row[k] for k in ("mutants", "killed", "timeout", "survived", "no_tests", "other")})
     caught = total["killed"] + total["timeout"]
-    print(json.dumps({"summary": "mutation", "groups": groups, **total,
+    print(json.dumps({"summary": "mutation", "groups": groups, "tests_rev": args.tests_rev or "working tree", **total,
                       "kill_rate": round(caught / max(total["mutants"], 1), 3)}))
 
 
