@@ -40,7 +40,7 @@ GROUPS = {
     "schedule": (["train/optim.py"], ["test_optim.py", "test_train_budget.py"]),
     "checkpoint": (["train/checkpoint.py"], ["test_train_resume.py", "test_families_resume.py"]),
     "serving": (["serve/formatting.py", "serve/responses.py", "serve/limits.py", "serve/audit.py"],
-                ["test_serve_api.py"]),
+                ["test_serve_api.py", "test_serve_wire.py"]),
     "chat": (["infer/template.py", "infer/chat_repl.py"], ["test_infer_chat_repl.py", "test_conversations.py"]),
     "data": (["data/dedup.py", "data/pii.py", "data/quality.py"], ["test_data_steps.py", "test_data_pipeline.py"]),
     "reports": (["report/model_card.py", "report/html.py"], ["test_cli_run.py"]),

@@ -38,10 +38,19 @@ class CompletionLogprobs:
         for token, e in zip(tokens, entries):
             out["tokens"].append(token)
             out["token_logprobs"].append(None if e is None else e.logprob)
-            out["top_logprobs"].append(None if e is None else {t: lp for t, lp in e.top})
+            out["top_logprobs"].append(None if e is None else _first_of_each(e.top))
             out["text_offset"].append(self.offset)
             self.offset += len(token)
         return out
+
+
+def _first_of_each(top: list[tuple[str, float]]) -> dict[str, float]:
+    """Alternatives keyed by text: two tokens can decode to the same text (say, halves of one
+    character), and the more likely one, listed first, keeps the key."""
+    out: dict[str, float] = {}
+    for text, logprob in top:
+        out.setdefault(text, logprob)
+    return out
 
 
 def chat_logprobs(entries: list[TokenLogprob]) -> dict:
