@@ -55,6 +55,55 @@ def test_every_format_renders_as_the_template_with_the_mask_on_assistant_tokens(
         assert not mask[0] and not mask[-1]            # <|bos|> and the template's last newline
 
 
+# a checkpoint's own template, written the way Hugging Face templates are: block tags on their own
+# lines (trimmed by the renderer), the special tokens from the config, a loop control
+HF_STYLE = """{% for message in messages %}
+    {% if message['role'] == 'system' %}
+{{ bos_token }}[SYS] {{ message['content'] }}
+    {% elif message['role'] == 'user' %}
+[USER] {{ message['content'] }}
+    {% else %}
+[BOT] {{ message['content'] }}{{ eos_token }}
+    {% endif %}
+    {% if loop.index > 3 %}{% break %}{% endif %}
+{% endfor %}
+{% if add_generation_prompt %}
+[BOT]
+{% endif %}"""
+
+
+@pytest.mark.parametrize("generation_prompt", [True, False])
+def test_a_checkpoints_template_renders_as_transformers_renders_it(tmp_path, tokenizer, generation_prompt):
+    import transformers
+    tok_dir = tmp_path / "tokenizer"
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer).save_pretrained(tok_dir)
+    config = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    config.update(chat_template=HF_STYLE, bos_token={"__type": "AddedToken", "content": "<s>", "special": True, "lstrip": False,
+                                                       "rstrip": False, "normalized": False, "single_word": False}, eos_token="</s>")
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps(config))
+    theirs = transformers.AutoTokenizer.from_pretrained(tok_dir)
+    messages = CHAT["messages"]
+    expected = theirs.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    assert "<s>[SYS] Answer briefly." in expected and "</s>" in expected and "42, with" not in expected
+    assert ChatTemplate.from_dir(tok_dir).render(messages, add_generation_prompt=generation_prompt) == expected
+
+
+def test_the_builtin_template_and_its_fallbacks(tmp_path):
+    messages = CHAT["messages"][:2]
+    want = "<|bos|><|system|>\nAnswer briefly.<|end|>\n<|user|>\nWhat does json.dumps do?<|end|>\n"
+    assert ChatTemplate.from_dir(tmp_path).render(messages, add_generation_prompt=False) == want   # no config
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": 7}))            # no template in it
+    fallback = ChatTemplate.from_dir(tmp_path)
+    assert fallback.render(messages) == want + "<|assistant|>\n"
+    assert (fallback.bos_token, fallback.eos_token) == ("<|bos|>", "<|eos|>")
+    for bad in ([{"role": "robot", "content": "x"}], [{"role": "user", "content": 3}], ["text"]):
+        with pytest.raises(UserError, match=r"^messages\[0\] must be \{'role': one of system, user, assistant, "
+                                            r"'content': text\}$"):
+            fallback.render(bad)
+    with pytest.raises(UserError, match="^the chat template failed: access to attribute 'append' of 'list'"):
+        ChatTemplate("{% set x = messages.append(1) %}").render(messages)      # the sandbox holds
+
+
 def test_a_bad_example_is_an_error_naming_its_file_and_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     for lines, message in ((['{"prompt": "a", "completion": "b"}', "{oops"], "bad.jsonl:2: invalid JSON"),

@@ -66,3 +66,21 @@ def test_every_turn_sends_the_system_prompt_and_the_whole_history(engine):
     ]
     # and the second reply is the model's continuation of that whole conversation
     assert history[3]["content"] == engine.chat(spy.asked[1], max_tokens=5, temperature=0).text
+
+
+def test_the_exact_transcript(engine):
+    from lmforge.infer.chat_repl import HELP
+    history, out = chat(engine, "\n/system\nhello\n/bogus\n/system Be kind.\nhi\n")
+    first = engine.chat([{"role": "user", "content": "hello"}], max_tokens=5, temperature=0).text
+    second = engine.chat([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"}],
+                         max_tokens=5, temperature=0).text
+    assert HELP == "Commands: /reset, /system TEXT, /exit"
+    assert out == (f"{HELP}\n"
+                   "you> "                                                   # an empty line asks again
+                   "you> (system prompt cleared; history cleared)\n"
+                   f"you> model> {first}\n"
+                   f"you> unknown command '/bogus'. {HELP}\n"
+                   "you> (system prompt set; history cleared)\n"
+                   f"you> model> {second}\n"
+                   "you> ")
+    assert history == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": second}]

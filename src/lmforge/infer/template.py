@@ -1,8 +1,10 @@
 """Chat templates: the Jinja template from tokenizer_config.json, rendered in a sandbox.
 
 The template is data shipped with a model, so it runs in Jinja's immutable
-sandbox. Without one we fall back to lmforge's own chat format, the one the
-fine-tuning stage writes.
+sandbox, set up as Hugging Face's `apply_chat_template` sets up its own (blocks
+trimmed, `break`/`continue` allowed), so a checkpoint's template renders the same
+text here as there. Without one we fall back to lmforge's own chat format, the one
+the fine-tuning stage writes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ ROLES = ("system", "user", "assistant")
 
 class ChatTemplate:
     def __init__(self, source: str = CHAT_TEMPLATE, bos_token: str = "<|bos|>", eos_token: str = "<|eos|>"):
-        env = ImmutableSandboxedEnvironment(trim_blocks=False, lstrip_blocks=False)
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
         self.template = env.from_string(source)
         self.bos_token, self.eos_token = bos_token, eos_token
 
