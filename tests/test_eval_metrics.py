@@ -113,3 +113,87 @@ def test_bradley_terry_and_kappa():
     assert cohen_kappa(l1, l2) == pytest.approx(sklearn.cohen_kappa_score(l1, l2))
     kappas = pairwise_kappa({"r1": {"i1": "x", "i2": "y"}, "r2": {"i1": "x", "i2": "y", "i3": "x"}})
     assert kappas == [{"raters": ["r1", "r2"], "items": 2, "kappa": 1.0}]
+
+
+def test_bleu_tokenizer_and_interval_settings_reach_sacrebleu():
+    zh = text_metrics.bleu(["猫坐在垫子上"], [["猫坐在垫子上了"]], tokenize="zh", n_bootstrap=0)
+    assert "tok:zh" in zh["signature"]
+    assert zh["value"] == pytest.approx(sacrebleu.corpus_bleu(["猫坐在垫子上"], [["猫坐在垫子上了"]], tokenize="zh").score)
+    for metric in (text_metrics.bleu, text_metrics.chrf):
+        assert "ci95" not in metric(HYPS, REFS, n_bootstrap=1) and "ci95" in metric(HYPS, REFS, n_bootstrap=2)
+        a, b = metric(HYPS, REFS, n_bootstrap=30, seed=4), metric(HYPS, REFS, n_bootstrap=30, seed=4)
+        assert a["ci95"] == b["ci95"]                                      # seeded: reproducible
+        assert a["ci95"] != metric(HYPS, REFS, n_bootstrap=300, seed=4)["ci95"]   # the count is used
+
+
+def test_rouge_settings_and_intervals():
+    assert "ci95" not in text_metrics.rouge(HYPS, REFS, n_bootstrap=1)["rouge1"]
+    two = text_metrics.rouge(HYPS, REFS, n_bootstrap=2)["rouge1"]
+    assert len(two["ci95"]) == 2 and two["ci95"][0] <= two["ci95"][1]
+    runs = [text_metrics.rouge(HYPS, REFS, n_bootstrap=n, seed=4)["rougeL"]["ci95"] for n in (30, 30, 300)]
+    assert runs[0] == runs[1] != runs[2]
+    # stemming is on by default, as papers report ROUGE
+    assert text_metrics.rouge(["running"], [["runs"]], types=["rouge1"], n_bootstrap=0)["rouge1"]["value"] == 100.0
+    with pytest.raises(ValueError, match=r"^rouge tokenizer: got 'spacy', allowed: default, unicode$"):
+        text_metrics.rouge(HYPS, REFS, tokenizer="spacy")
+
+
+def test_unicode_tokenizer_lowercases_and_stems_only_long_tokens():
+    assert text_metrics.UnicodeTokenizer(use_stemmer=True).tokenize("Was RUNNING café, Привет") == \
+        ["was", "run", "café", "привет"]
+    assert text_metrics.UnicodeTokenizer(use_stemmer=False).tokenize("Was Running") == ["was", "running"]
+    uni = text_metrics.rouge(["Running"], [["runs"]], types=["rouge1"], tokenizer="unicode", n_bootstrap=0)
+    assert uni["rouge1"]["value"] == 100.0
+
+
+def test_standard_errors_and_bootstrap_edges():
+    assert mean_stderr([1.0, 0.0]) == pytest.approx(0.5)          # sd 0.7071 / sqrt(2)
+    assert math.isnan(mean_stderr([3.0]))
+    from lmforge.eval.stats import bootstrap_ci
+    assert bootstrap_mean_ci([3.0]) == (3.0, 3.0)
+    assert all(math.isnan(x) for x in bootstrap_ci(0, lambda idx: 0.0))
+    one_high = [1.0] + [0.0] * 9                                     # every index can be drawn, the first too
+    assert bootstrap_mean_ci(one_high, resamples=200)[1] > 0
+    assert bootstrap_mean_ci(one_high, resamples=200, seed=5) == bootstrap_mean_ci(one_high, resamples=200, seed=5)
+    values = [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+    rng = __import__("numpy").random.default_rng(0)
+    means = [sum(values[i] for i in rng.integers(0, 8, size=8)) / 8 for _ in range(400)]
+    import numpy as np
+    assert bootstrap_mean_ci(values, resamples=400, level=0.5) == tuple(np.quantile(means, [0.25, 0.75]))
+
+
+def test_classification_edges():
+    with pytest.raises(ValueError, match="^2 gold labels but 1 predictions$"):
+        accuracy(["a", "b"], ["a"])
+    assert math.isnan(accuracy([], []))
+    labels, counts = confusion_matrix([1, "b"], ["b", 1])             # mixed label types sort by text
+    assert labels == [1, "b"] and counts.tolist() == [[0, 1], [1, 0]]
+    assert all(type(c) is int for row in counts.tolist() for c in row)
+    # a label never gold nor predicted is left out, wherever it comes in the list; one with tp = 0 counts 0
+    assert macro_f1(["a", "b"], ["b", "a"], labels=["z", "a", "b"]) == 0.0
+    assert macro_f1(["a", "a", "b"], ["a", "a", "a"], labels=["z", "a", "b"]) == pytest.approx((0.8 + 0.0) / 2)
+    assert math.isnan(macro_f1([], []))
+
+
+def test_leaderboard_tallies_every_model_and_handles_no_votes():
+    votes = [("x", "y", "a")] * 3 + [("y", "z", "b")] * 2 + [("z", "x", "both_bad")] + [("x", "z", "tie")]
+    board = {r["model"]: r for r in leaderboard(votes, ["x", "y", "z"], resamples=20)}
+    assert {m: (r["wins"], r["losses"], r["ties"], r["votes"]) for m, r in board.items()} == \
+        {"x": (3, 0, 2, 5), "y": (0, 5, 0, 5), "z": (2, 0, 2, 4)}
+    assert leaderboard(votes, ["x", "y", "z"], resamples=20) == leaderboard(votes, ["x", "y", "z"], resamples=20)
+    assert [r["ci95"] for r in leaderboard(votes, ["x", "y", "z"], resamples=20)] != \
+        [r["ci95"] for r in leaderboard(votes, ["x", "y", "z"], resamples=40)]
+    empty = leaderboard([], ["p", "q"])
+    assert [(r["rating"], r["ci95"], r["votes"]) for r in empty] == [(1000.0, [1000.0, 1000.0], 0)] * 2
+
+
+def test_bradley_terry_with_a_single_vote():
+    # 1 win plus the prior's 0.05 each way: odds 1.05 / 0.05 = 21 (small counts, where the update's
+    # denominator is below 1)
+    ratings = bradley_terry([("x", "y", "a")], ["x", "y"], prior=0.1)
+    assert ratings["x"] - ratings["y"] == pytest.approx(400 * math.log10(21), abs=1e-6)
+
+
+def test_kappa_edges():
+    assert math.isnan(cohen_kappa(["a"], ["a", "b"])) and math.isnan(cohen_kappa([], []))
+    assert cohen_kappa(["a"], ["a"]) == 1.0 and cohen_kappa(["a", "a"], ["a", "a"]) == 1.0

@@ -134,6 +134,50 @@ target_delimiter = ""
     assert out["metrics"]["acc"]["value"] == 0.0 and out["metrics"]["acc_norm"]["value"] == 1.0
 
 
+def test_fixed_choices_add_the_classification_view(tmp_path):
+    rows = [{"q": "Q", "label": g} for g in (0, 1, 1)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = load_task(str(write_task(tmp_path, '''
+kind = "multiple_choice"
+[data]
+path = "d.jsonl"
+[prompt]
+context = "{q}"
+choices = ["ab", "cdefgh"]
+gold = "label"
+target_delimiter = ""
+''')))
+    lm = ChunkLM({"ab": 0.0, "cde": -0.3, "fgh": -0.3})      # acc picks "ab" every time, acc_norm "cdefgh"
+    examples = [make_example(task, r) for r in read_rows(task)]
+    out = evaluate_multiple_choice(lm, task, examples, [e.context for e in examples])
+    m = out["metrics"]
+    assert m["acc"] == {"value": pytest.approx(1 / 3), "stderr": pytest.approx((1 / 3) ** 0.5 / 3 ** 0.5)}
+    assert m["acc_norm"]["value"] == pytest.approx(2 / 3)
+    assert m["macro_f1"] == {"value": pytest.approx((0.5 + 0.0) / 2)}        # from acc's predictions
+    assert out["confusion_matrix"] == {"labels": ["ab", "cdefgh"], "counts": [[1, 0], [2, 0]],
+                                       "rows": "gold", "columns": "predicted"}
+    first = out["samples"][0]
+    assert set(first) == {"prompt", "choices", "gold", "loglikelihoods", "pred", "pred_norm"}
+    assert (first["prompt"], first["choices"], first["gold"], first["pred"], first["pred_norm"]) == \
+        ("Q", ["ab", "cdefgh"], 0, 0, 1)
+    # different choices per example: no classification view
+    (tmp_path / "e.jsonl").write_text(json.dumps({"q": "Q", "a": "ab", "b": "cdefgh", "label": 1}) + "\n" +
+                                      json.dumps({"q": "Q", "a": "cdefgh", "b": "ab", "label": 0}) + "\n")
+    varied = load_task(str(write_task(tmp_path, '''
+kind = "multiple_choice"
+[data]
+path = "e.jsonl"
+[prompt]
+context = "{q}"
+choices = ["{a}", "{b}"]
+gold = "label"
+target_delimiter = ""
+''')))
+    ex = [make_example(varied, r) for r in read_rows(varied)]
+    res = evaluate_multiple_choice(lm, varied, ex, [e.context for e in ex])
+    assert "macro_f1" not in res["metrics"] and "confusion_matrix" not in res
+
+
 def test_windows_score_every_token_once():
     lm = CharLM({})
     for n_ctx, n_cont in [(1, 3), (5, 8), (3, 20), (1, 17)]:

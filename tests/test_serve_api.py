@@ -238,7 +238,7 @@ def test_audit_log(server, run, client):
     import hashlib
     t0 = time.time()
     out = client.completions.create(model="tiny", prompt="audited", max_tokens=2, extra_body={"ignore_eos": True})
-    msgs = [{"role": "user", "content": "audited chat"}]
+    msgs = [{"role": "user", "content": "audité chat"}]
     chat = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=3, extra_body={"ignore_eos": True})
     httpx.post(server + "/v1/completions", json={"prompt": "x"}, headers={"Authorization": "Bearer wrong"})
     db = sqlite3.connect(run / "audit.db")
@@ -257,7 +257,7 @@ def test_audit_log(server, run, client):
     assert completion["prompt_sha256"] == sha("audited")          # what a holder of the prompt computes
     assert chatted["endpoint"] == "/v1/chat/completions" and chatted["completion_tokens"] == 3
     assert chatted["prompt_tokens"] == chat.usage.prompt_tokens
-    assert chatted["prompt_sha256"] == sha(json.dumps(msgs, sort_keys=True, separators=(",", ":")))
+    assert chatted["prompt_sha256"] == sha(json.dumps(msgs, ensure_ascii=False, sort_keys=True, separators=(",", ":")))
     assert refused["status"] == 401 and refused["key_id"] is None and refused["prompt_sha256"] is None
     assert t0 <= completion["time"] <= chatted["time"] <= refused["time"] <= time.time()
     assert all(KEY not in str(r) for r in rows)

@@ -86,8 +86,8 @@ def cohen_kappa(labels_1: Sequence[str], labels_2: Sequence[str]) -> float:
     observed = sum(x == y for x, y in zip(labels_1, labels_2)) / n
     c1, c2 = Counter(labels_1), Counter(labels_2)
     expected = sum(c1[k] * c2[k] for k in c1) / (n * n)
-    if expected == 1.0:
-        return 1.0 if observed == 1.0 else float("nan")
+    if expected == 1.0:      # both raters gave every item the same one label: they agree fully
+        return 1.0
     return (observed - expected) / (1.0 - expected)
 
 
