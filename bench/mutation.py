@@ -33,7 +33,8 @@ SRC = "src/lmforge/"
 GROUPS = {
     "sampling": (["infer/sampling.py"], ["test_sampling.py", "test_infer_engine.py"]),
     "objectives": (["train/objectives/*.py"],
-                   ["test_sft_objective.py", "test_dpo.py", "test_masked_lm.py", "test_classify.py", "test_families.py"]),
+                   ["test_objectives.py", "test_sft_objective.py", "test_dpo.py", "test_masked_lm.py", "test_classify.py",
+                    "test_families.py"]),
     "metrics": (["eval/perplexity.py", "eval/likelihood.py", "eval/multiple_choice.py", "eval/text_metrics.py",
                  "eval/ranking.py", "eval/stats.py", "eval/classification.py"],
                 ["test_eval_metrics.py", "test_eval_tasks.py", "test_eval_lm_eval.py"]),
