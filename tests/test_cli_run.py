@@ -80,6 +80,79 @@ def test_card_verdict_follows_the_comparison_with_gzip(tiny_run, tmp_path):
         assert f"bits per byte is {verdict} gzip's" in card and f"| bits per byte | {round(bpb, 4)} |" in card
 
 
+def _tables(page: str) -> dict[str, list[list[str]]]:
+    """Every <table> of a page under the heading before it, as rows of cell texts."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.out, self.heading, self.text, self.rows, self.in_cell, self.in_heading = {}, "", "", None, False, False
+
+        def handle_starttag(self, tag, attrs):
+            if tag in ("h2", "h3"):
+                self.in_heading, self.text = True, ""
+            elif tag == "table":
+                self.rows = []
+            elif tag == "tr" and self.rows is not None:
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.in_cell, self.text = True, ""
+
+        def handle_endtag(self, tag):
+            if tag in ("h2", "h3"):
+                self.in_heading, self.heading = False, self.text
+            elif tag in ("td", "th"):
+                self.in_cell = False
+                self.rows[-1].append(self.text)
+            elif tag == "table":
+                self.out[self.heading], self.rows = self.rows, None
+
+        def handle_data(self, data):
+            if self.in_cell or self.in_heading:
+                self.text += data
+
+    parser = Tables()
+    parser.feed(page)
+    return parser.out
+
+
+def test_report_tables_hold_the_runs_own_numbers(tiny_run, tmp_path):
+    from lmforge.recipe import load_recipe, to_toml
+    from lmforge.report.html import write_report
+    from lmforge.rundir import RunDir
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    res = json.loads((run / "eval" / "pretrain.json").read_text())
+    res["confusion_matrix"] = {"labels": ["x", "y"], "counts": [[3, 1], [0, 2]]}
+    (run / "eval" / "pretrain.json").write_text(json.dumps(res))
+    (run / "eval" / "governance.json").write_text(json.dumps({"passed": False, "checks": [
+        {"check": "pii_in_outputs", "measures": "PII in samples", "value": 3, "threshold": 2, "status": "fail"},
+        {"check": "bias", "measures": "pct_stereotype", "value": 0.55, "threshold": None, "status": "info"}]}))
+    recipe = load_recipe(run / "recipe.toml")
+    write_report(RunDir(run), recipe)
+    page = (run / "report.html").read_text()
+    tables = _tables(page)
+    results = dict(tables["Results"][1:])
+    for key in ("val_loss", "token_perplexity", "bits_per_byte", "gzip_bits_per_byte", "xz_bits_per_byte"):
+        assert results[key] == str(res[key]), key
+    assert tables["Confusion matrix (rows: gold, columns: predicted)"] == \
+        [["gold \\ predicted", "x", "y"], ["x", "3", "1"], ["y", "0", "2"]]
+    assert "Governance: release gate FAILED" in tables
+    assert tables["Governance: release gate FAILED"][1:] == [
+        ["pii_in_outputs", "PII in samples", "3", "2", "fail"], ["bias", "pct_stereotype", "0.55", "-", "info"]]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [row[0] for row in tables["Stages"][1:]] == list(manifest["stages"])
+    assert [row[1] for row in tables["Stages"][1:]] == [str(v.get("seconds")) for v in manifest["stages"].values()]
+    stats = json.loads((run / "data" / "stats.json").read_text())
+    assert [row[:4] for row in tables["Data"][1:]] == [[s["name"], str(s["docs_in"]), str(s["docs_out"]),
+                                                        str(s["removed"])] for s in stats["steps"]]
+    import html as html_lib
+    assert f"<pre>{html_lib.escape(to_toml(recipe))}</pre>" in page
+    assert page.count("data:image/png;base64,") == 2          # training curves and length histogram
+    assert f"<pre><b>{res['samples'][0]['prompt']}</b>" in page
+
+
 def test_generate_info_and_python_api(tiny_run):
     out = lmforge("generate", str(tiny_run), "--prompt", "The ", "--max-tokens", "10", "--seed", "1")
     assert out.returncode == 0, out.stderr
