@@ -39,7 +39,7 @@ GROUPS = {
                  "eval/ranking.py", "eval/stats.py", "eval/classification.py"],
                 ["test_eval_metrics.py", "test_eval_tasks.py", "test_eval_lm_eval.py"]),
     "schedule": (["train/optim.py"], ["test_optim.py", "test_train_budget.py"]),
-    "checkpoint": (["train/checkpoint.py"], ["test_train_resume.py", "test_families_resume.py"]),
+    "checkpoint": (["train/checkpoint.py"], ["test_checkpoint.py", "test_train_faults.py"]),
     "serving": (["serve/formatting.py", "serve/responses.py", "serve/limits.py", "serve/audit.py"],
                 ["test_serve_api.py", "test_serve_wire.py"]),
     "chat": (["infer/template.py", "infer/chat_repl.py"], ["test_infer_chat_repl.py", "test_conversations.py"]),
@@ -79,12 +79,19 @@ def scratch_copy(group: str, modules: list[str], tests: list[str], tests_rev: st
 def run_group(group: str, children: int, survivors: bool, tests_rev: str | None) -> list[dict]:
     modules, tests = GROUPS[group]
     work = scratch_copy(group, modules, tests, tests_rev)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LMFORGE_NO_PROGRESS": "1"}
+    # the tests' own `lmforge` subprocesses import the mutated copy too, so a mutant is live there as well
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LMFORGE_NO_PROGRESS": "1",
+           "PYTHONPATH": str(work / "mutants" / "src")}
+    with open(work / "mutmut.log", "w") as log:
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=work, env=env,
+                       stdout=log, stderr=subprocess.STDOUT)
+    return summarise(group, work, survivors)
+
+
+def summarise(group: str, work: Path, survivors: bool) -> list[dict]:
+    """Per-module counts of a finished (or interrupted) mutmut run in `work`."""
     mutmut = [sys.executable, "-m", "mutmut"]
-    subprocess.run(mutmut + ["run", "--max-children", str(children)], cwd=work, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    listing = subprocess.run(mutmut + ["results", "--all", "true"], cwd=work, env=env,
-                             capture_output=True, text=True).stdout
+    listing = subprocess.run(mutmut + ["results", "--all", "true"], cwd=work, capture_output=True, text=True).stdout
     counts: dict[str, Counter] = {}
     for line in listing.splitlines():
         m = STATUS.match(line)
@@ -92,8 +99,8 @@ def run_group(group: str, children: int, survivors: bool, tests_rev: str | None)
             counts.setdefault(m.group(1), Counter())[m.group(2).strip()] += 1
             if survivors and m.group(2).strip() == "survived":
                 name = line.split(":")[0].strip()
-                print(subprocess.run(mutmut + ["show", name], cwd=work, env=env, capture_output=True,
-                                     text=True).stdout, file=sys.stderr)
+                print(subprocess.run(mutmut + ["show", name], cwd=work, capture_output=True, text=True).stdout,
+                      file=sys.stderr)
     rows = []
     for module, c in sorted(counts.items()):
         caught = sum(c[k] for k in KILLED)
@@ -110,14 +117,20 @@ def main() -> None:
     ap.add_argument("--children", type=int, default=2)
     ap.add_argument("--survivors", action="store_true", help="print the diff of every surviving mutant (stderr)")
     ap.add_argument("--tests-rev", help="run the tests/ of this git revision (the modules stay today's)")
+    ap.add_argument("--summarise", metavar="GROUP=WORKDIR", help="only count the results of an earlier run")
     args = ap.parse_args()
     groups = [g for g in args.only.split(",") if g] or list(GROUPS)
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         sys.exit(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
     total = Counter()
-    for group in groups:
-        for row in run_group(group, args.children, args.survivors, args.tests_rev):
+    if args.summarise:
+        group, work = args.summarise.split("=", 1)
+        groups, runs = [group], [lambda: summarise(group, Path(work), args.survivors)]
+    else:
+        runs = [lambda g=g: run_group(g, args.children, args.survivors, args.tests_rev) for g in groups]
+    for run in runs:
+        for row in run():
             print(json.dumps(row), flush=True)
             total.update({k: row[k] for k in ("mutants", "killed", "timeout", "survived", "no_tests", "other")})
     caught = total["killed"] + total["timeout"]

@@ -16,6 +16,7 @@ models/io.py, the one module that saves and loads them.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def verify(ckpt: Path) -> str | None:
         json.loads((ckpt / "model_config.json").read_text())
         if (ckpt / "trainer_state.pt").exists():
             torch.load(ckpt / "trainer_state.pt", weights_only=True, map_location="cpu")
-    except (OSError, SafetensorError, json.JSONDecodeError, RuntimeError, EOFError, ValueError) as e:
+    except (OSError, SafetensorError, json.JSONDecodeError, pickle.UnpicklingError, RuntimeError, EOFError,
+            ValueError) as e:
         return f"unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
     return None
