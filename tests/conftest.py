@@ -59,7 +59,11 @@ def lmforge(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict |
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """A finished run directory (data, tokenizer, tokens, 40 training steps, evaluation, report)."""
+    """A finished run directory (data, tokenizer, tokens, 40 training steps, evaluation, report).
+    LMFORGE_TEST_TINY_RUN names one built earlier, read-only (bench/mutation.py builds it once
+    rather than once per mutant)."""
+    if os.environ.get("LMFORGE_TEST_TINY_RUN"):
+        return Path(os.environ["LMFORGE_TEST_TINY_RUN"])
     root = tmp_path_factory.mktemp("tiny-run")
     recipe = tiny_recipe(root, tiny_corpus_dir(root))
     out = root / "run"
