@@ -134,7 +134,7 @@ def test_encoders_are_not_generative(tmp_path):
     run = make_tiny_run(tmp_path / "bert", BertConfig(preset="bert-tiny"))
     with pytest.raises(UserError, match="arch 'bert' is not generative"):
         Engine.from_run(run)
-    for verb in (["generate", str(run), "--prompt", "x"], ["serve", str(run)]):
+    for verb in (["generate", str(run), "--prompt", "x"], ["chat", str(run)]):   # (serve gives it embeddings)
         out = lmforge(*verb)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "not generative" in out.stderr
     out = lmforge("fill-mask", str(run), "--text", "no mask here")

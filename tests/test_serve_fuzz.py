@@ -33,5 +33,6 @@ def test_no_generated_request_breaks_the_server_or_its_spec(tmp_path):
             check()
     finally:
         engine.close()
-    assert {"POST /v1/completions", "POST /v1/chat/completions", "POST /tokenize", "POST /v1/classify"} <= set(seen)
+    assert {"POST /v1/completions", "POST /v1/chat/completions", "POST /tokenize", "POST /v1/classify",
+            "POST /v1/embeddings"} <= set(seen)
     assert 200 in seen["POST /v1/completions"] and 400 in seen["POST /v1/completions"]   # both sides were reached

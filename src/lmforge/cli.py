@@ -236,11 +236,9 @@ def _require_generative(path: str) -> None:
 
 
 def cmd_serve(args) -> None:
-    from lmforge.serve.app import holds_classifier, serve
+    from lmforge.serve.app import serve
     if not args.sagemaker and not Path(args.run or "").exists():
         raise UserError(f"run directory not found: {args.run}")
-    if args.run and not holds_classifier(args.run):
-        _require_generative(args.run)
     if args.run:
         from lmforge.governance.gate import release_warning
         warning = release_warning(args.run)

@@ -27,8 +27,9 @@ from fastapi.staticfiles import StaticFiles
 from lmforge.errors import UserError
 from lmforge.infer.engine import Engine
 from lmforge.infer.classifier import Classifier
+from lmforge.infer.embedder import Embedder
 from lmforge import __version__
-from lmforge.serve import classify_api, openai_api, openapi, sagemaker
+from lmforge.serve import classify_api, embeddings_api, openai_api, openapi, sagemaker
 from lmforge.serve.audit import AuditLog
 from lmforge.serve.errors import install_handlers
 from lmforge.serve.limits import Guard, resolve_keys
@@ -65,9 +66,11 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
 
     def load() -> None:
         try:
+            options = engine_options or {}
             if holds_classifier(path):
-                options = engine_options or {}
                 state.classifier = Classifier.from_run(path, threads=options.get("threads"))
+            elif not holds_generator(path):
+                state.embedder = Embedder.from_run(path, threads=options.get("threads"))
             else:
                 attach(Engine.from_run(path, **(engine_options or {})))
             log.info("model %s loaded from %s", name, path)
@@ -93,11 +96,13 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
     install_handlers(app)
     app.include_router(openai_api.build_router(state))
     app.include_router(classify_api.build_router(state))
+    app.include_router(embeddings_api.build_router(state))
     if sagemaker_mode:
         app.include_router(sagemaker.build_router(state))
     openapi.install(app, {"/v1/completions": CompletionRequest, "/v1/chat/completions": ChatRequest,
                           "/tokenize": TokenizeRequest, "/detokenize": DetokenizeRequest,
-                          "/v1/classify": classify_api.ClassifyRequest})
+                          "/v1/classify": classify_api.ClassifyRequest,
+                          "/v1/embeddings": embeddings_api.EmbeddingsRequest})
 
     @app.get("/health")
     async def health():
@@ -125,6 +130,12 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
 def holds_classifier(path: str | Path) -> bool:
     from lmforge.models.io import find_weights, read_model_config
     return bool(read_model_config(find_weights(path)).labels)
+
+
+def holds_generator(path: str | Path) -> bool:
+    from lmforge.models.io import find_weights, read_model_config
+    from lmforge.models.registry import get_family
+    return get_family(read_model_config(find_weights(path)).arch).generative
 
 
 def is_loopback(host: str) -> bool:

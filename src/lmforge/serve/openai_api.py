@@ -9,6 +9,7 @@ ending with `data: [DONE]`, honour `stream_options.include_usage`, and report
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -35,28 +36,48 @@ class ServerState:
     max_tokens_limit: int | None = None
     engine: Engine | None = None
     classifier: object | None = None          # infer.classifier.Classifier, for a classifier run
+    embedder: object | None = None            # infer.embedder.Embedder: an encoder run's, or made on demand
     load_error: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+    _embedder_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def loaded(self) -> bool:
-        return self.engine is not None or self.classifier is not None
+        return self.engine is not None or self.classifier is not None or self.embedder is not None
+
+    def _loading(self) -> APIError:
+        return APIError(503, self.load_error or "the model is still loading", code="model_loading")
 
     def ready(self) -> Engine:
         if self.engine is None and self.classifier is not None:
             raise APIError(400, "this model is a classifier: it does not generate; POST /v1/classify",
                            code="model_is_classifier")
+        if self.engine is None and self.embedder is not None:
+            raise APIError(400, "this model is an encoder: it does not generate; POST /v1/embeddings",
+                           code="model_is_encoder")
         if self.engine is None:
-            raise APIError(503, self.load_error or "the model is still loading", code="model_loading")
+            raise self._loading()
         return self.engine
 
     def ready_classifier(self):
-        if self.classifier is None and self.engine is not None:
+        if self.classifier is None and self.loaded:
             raise APIError(400, "this model has no classifier head (train one with train.objective = "
                                 "\"classify\")", code="not_a_classifier")
         if self.classifier is None:
-            raise APIError(503, self.load_error or "the model is still loading", code="model_loading")
+            raise self._loading()
         return self.classifier
+
+    def ready_embedder(self):
+        """An encoder run's embedder; a generating or classifying run's is made from its model on first use."""
+        from lmforge.infer.embedder import Embedder
+        with self._embedder_lock:
+            if self.embedder is None and self.engine is not None:
+                self.embedder = Embedder(self.engine.model, self.engine.tokenizer)
+            elif self.embedder is None and self.classifier is not None:
+                self.embedder = Embedder(self.classifier.model, self.classifier.tokenizer)
+        if self.embedder is None:
+            raise self._loading()
+        return self.embedder
 
     def check_model(self, name: str | None) -> None:
         if name and name != self.model_name:

@@ -123,6 +123,24 @@ class Classifications(BaseModel):
     data: list[Classification]
 
 
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str          # a base64 string with encoding_format "base64"
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Embeddings(BaseModel):
+    object: Literal["list"]
+    model: str
+    data: list[Embedding]
+    usage: EmbeddingUsage
+
+
 class Health(BaseModel):
     status: Literal["ok", "loading", "error"]
     model: str | None = None
@@ -131,4 +149,5 @@ class Health(BaseModel):
 
 STREAMS = ("/v1/completions", "/v1/chat/completions")    # also answer text/event-stream with stream=true
 ANSWERS = {"/v1/completions": Completion, "/v1/chat/completions": ChatCompletion, "/v1/models": ModelList,
-           "/tokenize": Tokens, "/detokenize": Text, "/v1/classify": Classifications, "/health": Health}
+           "/tokenize": Tokens, "/detokenize": Text, "/v1/classify": Classifications,
+           "/v1/embeddings": Embeddings, "/health": Health}
