@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SRC = "src/lmforge/"
 
-# group -> (modules mutated, tests run against them: in-process ones, since a test that only drives
-# the command line in a subprocess costs a whole run per mutant)
+# group -> (modules mutated, tests run against them): in-process tests only, since a mutant lives in
+# the test process (a `lmforge` subprocess imports the unmutated code) and a subprocess run per
+# mutant would cost minutes
 GROUPS = {
     "sampling": (["infer/sampling.py"], ["test_sampling.py", "test_infer_engine.py"]),
     "objectives": (["train/objectives/*.py"],
@@ -87,9 +88,7 @@ def scratch_copy(group: str, modules: list[str], tests: list[str], tests_rev: st
 def run_group(group: str, children: int, survivors: bool, tests_rev: str | None) -> list[dict]:
     modules, tests = GROUPS[group]
     work = scratch_copy(group, modules, tests, tests_rev)
-    # the tests' own `lmforge` subprocesses import the mutated copy too, so a mutant is live there as well
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LMFORGE_NO_PROGRESS": "1",
-           "PYTHONPATH": str(work / "mutants" / "src")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LMFORGE_NO_PROGRESS": "1"}
     tiny = work.parent / "tiny-run"       # the finished run the tests share, built once with the real code
     build = ("import sys; sys.path.insert(0, 'tests'); from pathlib import Path; "
              "from conftest import tiny_recipe, tiny_corpus_dir, lmforge; root = Path(sys.argv[1]); root.mkdir(parents=True, exist_ok=True); "
