@@ -96,6 +96,10 @@ def test_the_builtin_template_and_its_fallbacks(tmp_path):
     fallback = ChatTemplate.from_dir(tmp_path)
     assert fallback.render(messages) == want + "<|assistant|>\n"
     assert (fallback.bos_token, fallback.eos_token) == ("<|bos|>", "<|eos|>")
+    assert (ChatTemplate().bos_token, ChatTemplate().eos_token) == ("<|bos|>", "<|eos|>")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": {"special": True},
+                                                                "eos_token": {"content": "</s>"}}))
+    assert (ChatTemplate.from_dir(tmp_path).bos_token, ChatTemplate.from_dir(tmp_path).eos_token) == ("<|bos|>", "</s>")
     for bad in ([{"role": "robot", "content": "x"}], [{"role": "user", "content": 3}], ["text"]):
         with pytest.raises(UserError, match=r"^messages\[0\] must be \{'role': one of system, user, assistant, "
                                             r"'content': text\}$"):

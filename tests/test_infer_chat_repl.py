@@ -70,7 +70,7 @@ def test_every_turn_sends_the_system_prompt_and_the_whole_history(engine):
 
 def test_the_exact_transcript(engine):
     from lmforge.infer.chat_repl import HELP
-    history, out = chat(engine, "\n/system\nhello\n/bogus\n/system Be kind.\nhi\n")
+    history, out = chat(engine, "\n/system\nhello\n/bogus\n/reset\n/system Be kind.\nhi\n")
     first = engine.chat([{"role": "user", "content": "hello"}], max_tokens=5, temperature=0).text
     second = engine.chat([{"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"}],
                          max_tokens=5, temperature=0).text
@@ -80,6 +80,7 @@ def test_the_exact_transcript(engine):
                    "you> (system prompt cleared; history cleared)\n"
                    f"you> model> {first}\n"
                    f"you> unknown command '/bogus'. {HELP}\n"
+                   "you> (history cleared)\n"
                    "you> (system prompt set; history cleared)\n"
                    f"you> model> {second}\n"
                    "you> ")
