@@ -39,7 +39,9 @@ def test_completion_object_fields(server, engine):
     assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None   # the first prompt token
     for token, logprob, top in list(zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]))[1:]:
         assert 1 <= len(top) <= 2 and logprob <= 0 and all(v <= 0 for v in top.values())   # a dict: pieces may repeat
-        assert logprob <= max(top.values()) + 1e-6
+        assert logprob <= max(top.values()) + 1e-6 and all(isinstance(k, str) and k for k in top)
+    for token, logprob, top in list(zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]))[-3:]:
+        assert top[token] == pytest.approx(logprob, abs=1e-5)     # greedy: the chosen token is the top one
 
 
 def test_chat_object_and_logprob_fields(server, engine):
@@ -144,6 +146,18 @@ def test_lone_surrogate_is_found_beside_later_containers(server):
     err = r.json()["error"]
     assert err["param"] == "stop" and err["message"].startswith("stop: holds a lone surrogate")
     assert post(server, "/v1/completions", content=b'{"prompt": "\\ud800"}').json()["error"]["param"] == "prompt"
+    before_a_list = post(server, "/v1/completions", content=b'{"prompt": "\\ud800", "stop": ["a"]}')
+    assert before_a_list.status_code == 400 and before_a_list.json()["error"]["param"] == "prompt"
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_read(server):
+    import socket
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 50000\r\n\r\n{".encode())
+        reply = s.recv(4096).decode()        # answered at once: no wait for 50,000 bytes that never come
+    assert reply.startswith("HTTP/1.1 413") and "request body is larger than 20000 bytes" in reply
 
 
 def test_json_array_body_message(server):

@@ -118,7 +118,7 @@ def _finite(text: str) -> float:
 def _check_values(data) -> None:
     """Depth within MAX_DEPTH and every string valid Unicode text (JSON's \\ud800 escapes can
     make lone surrogates, which no tokenizer can encode)."""
-    stack = [(data, 1, None)]
+    stack = [(data, 1, None)]     # (value, depth, the top-level field it sits in)
     while stack:
         value, depth, key = stack.pop()
         if depth > MAX_DEPTH:
@@ -131,5 +131,5 @@ def _check_values(data) -> None:
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise APIError(400, f"{key or 'a string'}: holds a lone surrogate (\\ud800-\\udfff), not "
+                raise APIError(400, f"{key}: holds a lone surrogate (\\ud800-\\udfff), not "
                                     f"valid Unicode text", param=key) from None
