@@ -124,6 +124,7 @@ def test_bleu_tokenizer_and_interval_settings_reach_sacrebleu():
         a, b = metric(HYPS, REFS, n_bootstrap=30, seed=4), metric(HYPS, REFS, n_bootstrap=30, seed=4)
         assert a["ci95"] == b["ci95"]                                      # seeded: reproducible
         assert a["ci95"] != metric(HYPS, REFS, n_bootstrap=300, seed=4)["ci95"]   # the count is used
+        assert a["ci95"] != metric(HYPS, REFS, n_bootstrap=30, seed=5)["ci95"]    # and the seed
 
 
 def test_rouge_settings_and_intervals():
@@ -132,6 +133,8 @@ def test_rouge_settings_and_intervals():
     assert len(two["ci95"]) == 2 and two["ci95"][0] <= two["ci95"][1]
     runs = [text_metrics.rouge(HYPS, REFS, n_bootstrap=n, seed=4)["rougeL"]["ci95"] for n in (30, 30, 300)]
     assert runs[0] == runs[1] != runs[2]
+    assert runs[0] != text_metrics.rouge(HYPS, REFS, n_bootstrap=30, seed=5)["rougeL"]["ci95"]
+    assert all(math.isnan(v["value"]) for v in text_metrics.rouge([], [], n_bootstrap=0).values())
     # stemming is on by default, as papers report ROUGE
     assert text_metrics.rouge(["running"], [["runs"]], types=["rouge1"], n_bootstrap=0)["rouge1"]["value"] == 100.0
     with pytest.raises(ValueError, match=r"^rouge tokenizer: got 'spacy', allowed: default, unicode$"):
@@ -155,11 +158,11 @@ def test_standard_errors_and_bootstrap_edges():
     one_high = [1.0] + [0.0] * 9                                     # every index can be drawn, the first too
     assert bootstrap_mean_ci(one_high, resamples=200)[1] > 0
     assert bootstrap_mean_ci(one_high, resamples=200, seed=5) == bootstrap_mean_ci(one_high, resamples=200, seed=5)
-    values = [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
-    rng = __import__("numpy").random.default_rng(0)
-    means = [sum(values[i] for i in rng.integers(0, 8, size=8)) / 8 for _ in range(400)]
     import numpy as np
-    assert bootstrap_mean_ci(values, resamples=400, level=0.5) == tuple(np.quantile(means, [0.25, 0.75]))
+    values = np.random.default_rng(9).normal(size=8).tolist()        # continuous: every quantile differs
+    rng = np.random.default_rng(0)
+    means = [sum(values[i] for i in rng.integers(0, 8, size=8)) / 8 for _ in range(400)]
+    assert bootstrap_mean_ci(values, resamples=400, level=0.5) == pytest.approx(np.quantile(means, [0.25, 0.75]))
 
 
 def test_classification_edges():
@@ -183,6 +186,8 @@ def test_leaderboard_tallies_every_model_and_handles_no_votes():
     assert leaderboard(votes, ["x", "y", "z"], resamples=20) == leaderboard(votes, ["x", "y", "z"], resamples=20)
     assert [r["ci95"] for r in leaderboard(votes, ["x", "y", "z"], resamples=20)] != \
         [r["ci95"] for r in leaderboard(votes, ["x", "y", "z"], resamples=40)]
+    assert [r["ci95"] for r in leaderboard(votes, ["x", "y", "z"], resamples=20, seed=1)] != \
+        [r["ci95"] for r in leaderboard(votes, ["x", "y", "z"], resamples=20, seed=2)]
     empty = leaderboard([], ["p", "q"])
     assert [(r["rating"], r["ci95"], r["votes"]) for r in empty] == [(1000.0, [1000.0, 1000.0], 0)] * 2
 
@@ -192,6 +197,21 @@ def test_bradley_terry_with_a_single_vote():
     # denominator is below 1)
     ratings = bradley_terry([("x", "y", "a")], ["x", "y"], prior=0.1)
     assert ratings["x"] - ratings["y"] == pytest.approx(400 * math.log10(21), abs=1e-6)
+
+
+def test_bradley_terry_on_sparse_votes_satisfies_the_likelihood_equations():
+    # few votes among three models: the update's denominators are below 1 and differ by model
+    votes, models, prior = [("a", "b", "a"), ("b", "c", "a"), ("a", "c", "tie")], ["a", "b", "c"], 0.1
+    ratings = bradley_terry(votes, models, prior=prior, iterations=5000)
+    p = {m: 10 ** ((ratings[m] - 1000) / 400) for m in models}
+    wins = {(i, j): prior / 2 for i in models for j in models if i != j}
+    for x, y, outcome in votes:
+        share = {"a": 1.0, "b": 0.0}.get(outcome, 0.5)
+        wins[x, y] += share
+        wins[y, x] += 1 - share
+    for i in models:
+        expected = sum((wins[i, j] + wins[j, i]) * p[i] / (p[i] + p[j]) for j in models if j != i)
+        assert expected == pytest.approx(sum(wins[i, j] for j in models if j != i), rel=1e-6), i
 
 
 def test_kappa_edges():

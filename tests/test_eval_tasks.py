@@ -160,6 +160,22 @@ target_delimiter = ""
     assert set(first) == {"prompt", "choices", "gold", "loglikelihoods", "pred", "pred_norm"}
     assert (first["prompt"], first["choices"], first["gold"], first["pred"], first["pred_norm"]) == \
         ("Q", ["ab", "cdefgh"], 0, 0, 1)
+    # a choice never gold nor predicted still has its row and column (the task's choices, in order)
+    (tmp_path / "f.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    three = load_task(str(write_task(tmp_path, '''
+kind = "multiple_choice"
+[data]
+path = "f.jsonl"
+[prompt]
+context = "{q}"
+choices = ["ab", "cdefgh", "Q"]
+gold = "label"
+target_delimiter = ""
+''')))
+    ex3 = [make_example(three, r) for r in read_rows(three)]
+    res3 = evaluate_multiple_choice(lm, three, ex3, [e.context for e in ex3])
+    assert res3["confusion_matrix"]["labels"] == ["ab", "cdefgh", "Q"]
+    assert res3["confusion_matrix"]["counts"] == [[1, 0, 0], [2, 0, 0], [0, 0, 0]]
     # different choices per example: no classification view
     (tmp_path / "e.jsonl").write_text(json.dumps({"q": "Q", "a": "ab", "b": "cdefgh", "label": 1}) + "\n" +
                                       json.dumps({"q": "Q", "a": "cdefgh", "b": "ab", "label": 0}) + "\n")
@@ -176,6 +192,24 @@ target_delimiter = ""
     ex = [make_example(varied, r) for r in read_rows(varied)]
     res = evaluate_multiple_choice(lm, varied, ex, [e.context for e in ex])
     assert "macro_f1" not in res["metrics"] and "confusion_matrix" not in res
+
+
+def test_acc_norm_of_a_one_character_choice(tmp_path):
+    (tmp_path / "d.jsonl").write_text(json.dumps({"q": "Q", "label": 1}) + "\n")
+    task = load_task(str(write_task(tmp_path, '''
+kind = "multiple_choice"
+[data]
+path = "d.jsonl"
+[prompt]
+context = "{q}"
+choices = ["Q", "ab"]
+gold = "label"
+target_delimiter = ""
+''')))
+    lm = ChunkLM({"Q": 0.0, "ab": 0.0})       # equal log-likelihoods: per character, "ab" costs half
+    examples = [make_example(task, r) for r in read_rows(task)]
+    out = evaluate_multiple_choice(lm, task, examples, [e.context for e in examples])
+    assert out["metrics"]["acc_norm"]["value"] == 1.0 and out["samples"][0]["pred_norm"] == 1
 
 
 def test_windows_score_every_token_once():
