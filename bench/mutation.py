@@ -59,7 +59,13 @@ KILLED = {"killed", "timeout"}
 STATUS = re.compile(r"^\s*(lmforge\.[\w.]+?)\.x[_ǁ]\S*__mutmut_\d+: (.+)$")
 
 
-def scratch_copy(group: str, modules: list[str], tests: list[str], tests_rev: str | None) -> Path:
+def _exists(tests_dir: Path, test: str) -> bool:
+    """A test file, or file::function, that the (older) tests directory has."""
+    path, _, function = test.partition("::")
+    return (tests_dir / path).is_file() and (not function or f"def {function}(" in (tests_dir / path).read_text())
+
+
+def scratch_copy(group: str, modules: list[str], tests: list[str], tests_rev: str | None) -> Path | None:
     scratch = Path(tempfile.mkdtemp(prefix=f"lmforge-mutation-{group}-"))
     work = scratch / "lmforge"
     if (ROOT.parent / "shared").is_dir():      # the tests find ../shared/data beside the project
@@ -71,7 +77,7 @@ def scratch_copy(group: str, modules: list[str], tests: list[str], tests_rev: st
         shutil.rmtree(work / "tests")
         archive = subprocess.run(["git", "archive", tests_rev, "tests"], cwd=ROOT, check=True, capture_output=True)
         subprocess.run(["tar", "-x", "-C", str(work)], input=archive.stdout, check=True)
-        tests = [t for t in tests if (work / "tests" / t.split("::")[0]).is_file()]
+        tests = [t for t in tests if _exists(work / "tests", t)]
     settings = "\n".join([
         "[tool.mutmut]",
         'source_paths = ["src"]',
@@ -82,12 +88,15 @@ def scratch_copy(group: str, modules: list[str], tests: list[str], tests_rev: st
         "timeout_multiplier = 10.0",
         "timeout_constant = 10.0"])
     (work / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + "\n" + settings + "\n")
-    return work
+    return work if tests else None
 
 
 def run_group(group: str, children: int, survivors: bool, tests_rev: str | None) -> list[dict]:
     modules, tests = GROUPS[group]
     work = scratch_copy(group, modules, tests, tests_rev)
+    if work is None:      # none of the group's tests exist at that revision: nothing is caught
+        return [{"group": group, "module": "(every module of the group)", "mutants": 0, "killed": 0, "timeout": 0,
+                 "survived": 0, "no_tests": 0, "other": 0, "kill_rate": 0.0, "note": "no such test at " + tests_rev}]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LMFORGE_NO_PROGRESS": "1"}
     tiny = work.parent / "tiny-run"       # the finished run the tests share, built once with the real code
     build = ("import sys; sys.path.insert(0, 'tests'); from pathlib import Path; "
