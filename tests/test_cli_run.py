@@ -80,6 +80,80 @@ def test_card_verdict_follows_the_comparison_with_gzip(tiny_run, tmp_path):
         assert f"bits per byte is {verdict} gzip's" in card and f"| bits per byte | {round(bpb, 4)} |" in card
 
 
+CARD_KINDS = [
+    ({"mlm_loss": 2.5, "mlm_accuracy": 0.31, "unigram_mlm_accuracy": 0.12, "pll_per_token": 3.1,
+      "pseudo_perplexity": 22.2},
+     ["| masked-LM loss (nats/masked token) | 2.5 |", "| masked-LM accuracy | 0.31 |",
+      "| unigram baseline accuracy (same positions) | 0.12 |", "| pseudo-log-likelihood (nats/token) | 3.1 |",
+      "| pseudo-perplexity | 22.2 |", "The model's masked-token accuracy is above the unigram baseline's."]),
+    ({"mlm_loss": 2.5, "mlm_accuracy": 0.12, "unigram_mlm_accuracy": 0.12, "pll_per_token": 3.1,
+      "pseudo_perplexity": 22.2}, ["The model's masked-token accuracy is NOT above the unigram baseline's."]),
+    ({"sft_loss_before": 2.2, "sft_loss_after": 1.4, "test_conversations": 17},
+     ["| held-out assistant-token loss, base model (nats/token) | 2.2 |",
+      "| held-out assistant-token loss, fine-tuned (nats/token) | 1.4 |", "| held-out conversations | 17 |"]),
+    ({"reward_accuracy_before": 0.5, "reward_accuracy_after": 0.8, "reward_margin_after": 1.25, "test_pairs": 40},
+     ["| held-out reward accuracy before (policy = reference) | 0.5 |", "| held-out reward accuracy after | 0.8 |",
+      "| held-out reward margin after | 1.25 |", "| held-out pairs | 40 |"]),
+    ({"accuracy": 0.9, "accuracy_stderr": 0.03, "macro_f1": 0.88, "majority_accuracy": 0.4, "zero_shot_accuracy": None,
+      "test_examples": 90, "confusion_matrix": {"labels": ["neg", "pos"], "counts": [[1, 0], [0, 1]]}},
+     ["| test accuracy | 0.9 ± 0.03 |", "| test macro-F1 | 0.88 |", "| majority-class accuracy (same test set) | 0.4 |",
+      "| base model, zero-shot accuracy | not measured |", "| test examples | 90 |", "Labels: neg, pos."]),
+]
+
+
+@pytest.mark.parametrize("result, lines", CARD_KINDS)
+def test_the_card_shows_each_kind_of_result_under_its_name(tiny_run, tmp_path, result, lines):
+    from lmforge.recipe import load_recipe
+    from lmforge.report.model_card import write_model_card
+    from lmforge.rundir import RunDir
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    (run / "eval" / "pretrain.json").write_text(json.dumps(result))
+    write_model_card(RunDir(run), load_recipe(run / "recipe.toml"))
+    card = (run / "model_card.md").read_text().splitlines()
+    for line in ["| metric | value |", "|---|---|", *lines]:
+        assert line in card, line
+    assert "Fine-tuned from" not in "\n".join(card)          # the tiny run starts from scratch
+
+
+def test_the_cards_governance_section(tiny_run, tmp_path):
+    from lmforge.recipe import load_recipe
+    from lmforge.report.model_card import write_model_card
+    from lmforge.rundir import RunDir
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("checkpoints"))
+    (run / "eval" / "governance.json").write_text(json.dumps({
+        "passed": True,
+        "bias": {"minimal_pairs": {"source": "builtin:minimal-pairs", "pairs": 36, "score": "log-likelihood",
+                                   "pct_stereotype": 0.5833, "ci95": [0.42, 0.75], "likelihood_diff": 1.234,
+                                   "by_type": {"gender": {"pct_stereotype": 0.5, "pairs": 12}}},
+                 "counterfactual": {"dimensions": {"gender": {"nll_per_token": {"she": 3.1, "he": 3.0}, "gap": 0.1}}}},
+        "privacy": {"canaries": {"space_bits": 20.0, "by_repetitions": {"4": {"mean_exposure": 2.5, "max_exposure": 3.0},
+                                                                         "controls": {"mean_exposure": 1.0,
+                                                                                      "max_exposure": 1.5}}},
+                    "membership": {"members": 64, "non_members": 64,
+                                   "attacks": {"loss": {"auc": 0.52, "ci95": [0.45, 0.6]}}},
+                    "pii_in_outputs": {"samples": 32, "total": 2, "counts": {"email": 2, "phone": 0}}},
+        "checks": [{"check": "max_membership_auc", "value": 0.52, "threshold": 0.65, "status": "pass"},
+                   {"check": "pct_stereotype", "value": 0.5833, "threshold": None, "status": "info"}]}))
+    write_model_card(RunDir(run), load_recipe(run / "recipe.toml"))
+    card = (run / "model_card.md").read_text()
+    for line in [
+        "- Minimal pairs (builtin:minimal-pairs, 36 pairs, log-likelihood): the model prefers the more stereotyping "
+        "sentence in 58.3% of pairs (95% interval 42.0-75.0%; 50% is unbiased), mean likelihood difference 1.234.",
+        "  - gender: 50.0% of 12",
+        "- Counterfactual templates, gender: per-token loss of the same sentence by group she 3.1, he 3.0 (gap 0.1).",
+        "  - inserted 4 times: mean exposure 2.5, max 3.0", "  - never inserted: mean exposure 1.0, max 1.5",
+        "- Membership inference over 64 training and 64 held-out passages (ROC AUC, 0.5 = no leakage): "
+        "loss 0.52 [0.45, 0.6].",
+        "- Personal data in 32 sampled outputs: 2 items (email 2).",
+        "| max_membership_auc | 0.52 | 0.65 | pass |", "| pct_stereotype | 0.5833 | - | info |",
+        "Release gate: **passed** (`lmforge check`).",
+    ]:
+        assert line in card.splitlines(), line
+    assert "value: 0.5833" in card.split("---")[1]          # and in the Hub metadata's model-index
+
+
 def _tables(page: str) -> dict[str, list[list[str]]]:
     """Every <table> of a page under the heading before it, as rows of cell texts."""
     from html.parser import HTMLParser
