@@ -55,7 +55,7 @@ GROUPS = {
                  "test_cli_run.py::test_card_verdict_follows_the_comparison_with_gzip",
                  "test_cli_run.py::test_report_tables_hold_the_runs_own_numbers",
                  "test_cli_run.py::test_the_card_shows_each_kind_of_result_under_its_name",
-                 "test_cli_run.py::test_the_cards_governance_section"]),
+                 "test_cli_run.py::test_the_cards_governance_section", "test_reports_golden.py"]),
 }
 KILLED = {"killed", "timeout"}
 STATUS = re.compile(r"^\s*(lmforge\.[\w.]+?)\.x[_ǁ]\S*__mutmut_\d+: (.+)$")
