@@ -178,3 +178,61 @@ def test_top_ngram_ties_go_to_the_first_occurring_ngram():
     assert _top_count(np.array([3, 9, 3, 9, 7], dtype=np.uint64)) == (2, 0)
     assert _top_count(np.array([7, 3, 9, 3, 9, 9], dtype=np.uint64)) == (3, 2)
     assert _top_count(np.array([1, 2, 3], dtype=np.uint64)) == (1, 0)
+
+
+def _luhn_complete(body: str) -> str:
+    """body + the check digit that makes it pass Luhn (written from the definition: double every
+    second digit from the right of the full number, subtract 9 from doubles above 9)."""
+    for check in "0123456789":
+        digits = [int(c) for c in body + check][::-1]
+        if sum(d if i % 2 == 0 else (2 * d - 9 if 2 * d > 9 else 2 * d) for i, d in enumerate(digits)) % 10 == 0:
+            return body + check
+    raise AssertionError
+
+
+def _iban(country: str, bban: str) -> str:
+    """A valid IBAN from ISO 13616's check digits: 98 - (BBAN + country + '00' as digits) mod 97."""
+    number = int("".join(str(int(ch, 36)) for ch in bban + country + "00"))
+    return f"{country}{98 - number % 97:02d}{bban}"
+
+
+@pytest.mark.parametrize("text, redacted", [
+    ("4222222222222", True),                              # Visa, 13 digits: the shortest
+    (_luhn_complete("6" + "0" * 17), True),               # 19 digits: the longest
+    ("378282246310005", True), ("5555555555554444", True), ("2223003122003222", True),
+    ("4111111111111112", False), ("4242424242424241", False),   # one digit off: Luhn fails
+    (_luhn_complete("7" + "1" * 14), False),              # no issuer starts with 7
+    ("x4111111111111111", False), ("_4111111111111111", False), ("-4111111111111111", False),
+    ("card:4111111111111111", True),
+])
+def test_card_numbers_need_luhn_an_issuer_and_a_clean_start(text, redacted):
+    from lmforge.data.pii import redact
+    out, hits = redact(text, ["credit_card"])
+    assert (hits.get("credit_card") == 1) == redacted and ("<CREDIT_CARD>" in out) == redacted, out
+
+
+@pytest.mark.parametrize("bban, redacted", [
+    ("86011117947"[:11], True),                                  # 15 characters (Norway's length)
+    ("A" * 30, True),                                            # 34: the longest allowed
+    ("A" * 31, False),                                           # 35: too long to be one
+])
+def test_iban_length_and_checksum(bban, redacted):
+    from lmforge.data.pii import redact
+    iban = _iban("NO", bban)
+    out, hits = redact(f"pay {iban} now", ["iban"])
+    assert (hits.get("iban") == 1) == redacted, (iban, len(iban), out)
+    wrong = iban[:2] + f"{(int(iban[2:4]) + 1) % 100:02d}" + iban[4:]
+    assert redact(f"pay {wrong} now", ["iban"])[1] == {}       # a wrong check digit is not an IBAN
+
+
+@pytest.mark.parametrize("text, redacted", [
+    ("call +1 23 4567 today", True),          # 7 digits: the fewest
+    ("call +1 23 456 today", False),          # 6
+    ("call +123 4567 8901 2345 today", True),  # 15 digits: the most
+    ("call +123 4567 8901 23 456 today", False),   # 16
+    ("v.+1 23 4567 today", False),            # glued to a dot: part of something else
+])
+def test_phone_digit_counts_and_left_context(text, redacted):
+    from lmforge.data.pii import redact
+    out, hits = redact(text, ["phone"])
+    assert (hits.get("phone") == 1) == redacted, out
