@@ -236,3 +236,107 @@ def test_phone_digit_counts_and_left_context(text, redacted):
     from lmforge.data.pii import redact
     out, hits = redact(text, ["phone"])
     assert (hits.get("phone") == 1) == redacted, out
+
+
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dogs", "and", "that"]   # mean length 4.0
+
+
+def _words(n: int, extra: list[str] = ()) -> str:
+    return " ".join([WORDS[i % 10] for i in range(n - len(extra))] + list(extra))
+
+
+def _verdict(cfg: QualityConfig, text: str) -> str | None:
+    from lmforge.data.quality import Quality
+    out, rec = run(Quality(cfg), text)
+    return None if out is not None else rec.reason
+
+
+GOPHER = dict(gopher_repetition=False)
+
+
+@pytest.mark.parametrize("cfg, text, reason", [
+    (GOPHER, _words(50), None),
+    (GOPHER, _words(49), "gopher_word_count: 49 words, allowed 50..100000"),
+    ({**GOPHER, "max_words": 60}, _words(60), None),
+    ({**GOPHER, "max_words": 60}, _words(61), "gopher_word_count: 61 words, allowed 50..60"),
+    (GOPHER, " ".join(["the"] * 50), None),                                   # mean length exactly 3
+    (GOPHER, " ".join(["the"] * 49 + ["an"]), "gopher_mean_word_length: mean word length 3.0"),
+    ({**GOPHER, "min_stop_words": 0}, " ".join(["abcdefghij"] * 50), None),   # exactly 10
+    ({**GOPHER, "min_stop_words": 0}, " ".join(["abcdefghij"] * 49 + ["abcdefghijk"]),
+     "gopher_mean_word_length: mean word length 10.0"),
+    (GOPHER, _words(50, ["#"] * 5), None),                                    # 0.1 symbols per word
+    (GOPHER, _words(50, ["#"] * 6), "gopher_symbol_ratio: 0.12 symbols per word"),
+    (GOPHER, "so... " * 4 + "… " + _words(45), None),                         # '...' and '…' count
+    (GOPHER, "so... " * 5 + "… " + _words(44), "gopher_symbol_ratio: 0.12 symbols per word"),
+    (GOPHER, _words(50, ["123"] * 10), None),                                 # 80% of words have a letter
+    (GOPHER, _words(50, ["123"] * 11), "gopher_alpha_words: only 78% of words have a letter"),
+    (GOPHER, " ".join(["café"] * 38 + ["the", "and"] + ["123"] * 10), None),  # non-ASCII text, same rule
+    (GOPHER, " ".join(["café"] * 38 + ["the", "and"] + ["123"] * 11), "gopher_alpha_words: only 78% of words have a letter"),
+    (GOPHER, " ".join(["quick"] * 48 + ["The", "AND"]), None),                # stop words in any case
+    (GOPHER, " ".join(["quick"] * 49 + ["the"]), "gopher_stop_words: 1 stop words"),
+])
+def test_gopher_quality_rules_at_their_thresholds(cfg, text, reason):
+    assert _verdict(QualityConfig(**cfg), text) == reason
+
+
+def _lines(n: int, marked: int, mark) -> str:
+    return "\n".join(mark(_words(6)) if i < marked else _words(6) for i in range(n))
+
+
+@pytest.mark.parametrize("text, reason", [
+    (_lines(10, 9, lambda s: "- " + s), None),                               # 90% bullets: the limit
+    (_lines(10, 10, lambda s: "• " + s), "gopher_bullet_lines: 100% of lines are bullets"),
+    (_lines(10, 3, lambda s: s + " ..."), None),                             # 30% ellipses: the limit
+    (_lines(10, 4, lambda s: s + "…"), "gopher_ellipsis_lines: 40% of lines end with an ellipsis"),
+])
+def test_gopher_line_rules_at_their_thresholds(text, reason):
+    assert _verdict(QualityConfig(gopher_repetition=False, max_symbol_word_ratio=1.0), text) == reason
+
+
+ONLY = {"gopher_dup_lines": ["gopher_dup_line_chars", "gopher_dup_paragraphs", "gopher_dup_paragraph_chars"],
+        "gopher_dup_line_chars": ["gopher_dup_lines", "gopher_dup_paragraphs", "gopher_dup_paragraph_chars"],
+        "gopher_dup_paragraphs": ["gopher_dup_lines", "gopher_dup_line_chars", "gopher_dup_paragraph_chars"],
+        "gopher_dup_paragraph_chars": ["gopher_dup_lines", "gopher_dup_line_chars", "gopher_dup_paragraphs"]}
+
+
+def _repeats(n: int, copies: int, sep: str) -> str:
+    parts = [f"{WORDS[i]} part number {i:02d} here" for i in range(n - copies)]   # all the same length
+    return sep.join(parts + parts[:copies])
+
+
+@pytest.mark.parametrize("rule, sep, copies, reason", [
+    ("gopher_dup_lines", "\n", 3, None), ("gopher_dup_lines", "\n", 4, "gopher_dup_lines: 0.40 > 0.3"),
+    ("gopher_dup_line_chars", "\n", 2, None), ("gopher_dup_line_chars", "\n", 3, "gopher_dup_line_chars: 0.30 > 0.2"),
+    ("gopher_dup_paragraphs", "\n\n", 3, None),
+    ("gopher_dup_paragraphs", "\n\n", 4, "gopher_dup_paragraphs: 0.40 > 0.3"),
+    ("gopher_dup_paragraph_chars", "\n\n", 2, None),
+    ("gopher_dup_paragraph_chars", "\n\n", 3, "gopher_dup_paragraph_chars: 0.30 > 0.2"),
+])
+def test_gopher_repetition_fractions_at_their_thresholds(rule, sep, copies, reason):
+    cfg = QualityConfig(gopher=False, skip_rules=ONLY[rule] + ["gopher_top_ngram", "gopher_dup_ngram"])
+    assert _verdict(cfg, _repeats(10, copies, sep)) == reason
+
+
+def test_c4_line_and_page_rules_at_their_thresholds():
+    from lmforge.data.quality import Quality
+    c4 = QualityConfig(c4=True, gopher=False, gopher_repetition=False, c4_min_sentences=2)
+    out, rec = run(Quality(c4), "One two three.\nOne two.\nAsk me why?\n“Quoted three words”\nno end here")
+    assert out.text == "One two three.\nAsk me why?\n“Quoted three words”" and rec.counts["c4_lines_removed"] == 2
+    five = "It is one. It is two! It is three? It is four. It is five."
+    assert _verdict(QualityConfig(c4=True, gopher=False, gopher_repetition=False), five) is None
+    four = "It is one. It is two! It is three? It is four."
+    assert _verdict(QualityConfig(c4=True, gopher=False, gopher_repetition=False), four) == \
+        "c4_min_sentences: 4 sentences < 5"
+    assert _verdict(c4, "Some Lorem Ipsum text. And more.") == "c4_lorem_ipsum: contains 'lorem ipsum'"
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("\n".join(["a line with an end that is long enough.", "no end here but long enough to count"] * 4), None),
+    ("\n".join(["a long line of prose that goes on and on past thirty characters"] + ["short"] * 8),
+     "fineweb_line_punct: 0.00 of lines end in punctuation"),
+    ("\n".join(["a line that ends, well, right here."] * 1 + ["tiny."] * 3), "fineweb_short_lines: 0.75 of lines are short"),
+])
+def test_fineweb_rules(text, reason):
+    cfg = QualityConfig(fineweb=True, gopher=False, gopher_repetition=False,
+                        skip_rules=["fineweb_char_dup", "fineweb_new_lines"])
+    assert _verdict(cfg, text) == reason
