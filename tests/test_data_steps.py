@@ -340,3 +340,37 @@ def test_fineweb_rules(text, reason):
     cfg = QualityConfig(fineweb=True, gopher=False, gopher_repetition=False,
                         skip_rules=["fineweb_char_dup", "fineweb_new_lines"])
     assert _verdict(cfg, text) == reason
+
+
+def test_exact_dedup_counts_clusters_and_drops_repeated_lines():
+    from lmforge.data.config import ExactDedupConfig
+    from lmforge.data.dedup import ExactDedup
+    step = ExactDedup(ExactDedupConfig(lines=True, min_line_chars=10))
+    texts = ["alpha line one here\nshort\ncommon footer line", "beta\ncommon footer line\nshort",
+             "alpha line one here\nshort\ncommon footer line", "alpha line one here\nshort\ncommon footer line",
+             "gamma text\n  common footer line  "]
+    docs = [doc(t) for t in texts]
+    decisions = [step.decide(run(step, t)[1].key, d) for t, d in zip(texts, docs)]
+    assert decisions == [None, None, "exact duplicate of an earlier document", "exact duplicate of an earlier document",
+                         None]
+    # the footer (and nothing under 10 characters) goes from every later document that is kept
+    assert [d.text for d in docs[:2]] + [docs[4].text] == \
+        ["alpha line one here\nshort\ncommon footer line", "beta\nshort", "gamma text"]
+    assert step.summary() == {"duplicate_clusters": 1, "largest_cluster": 3, "lines_removed": 2}
+    assert ExactDedup(ExactDedupConfig()).summary() == {"duplicate_clusters": 0, "largest_cluster": 0,
+                                                       "lines_removed": 0}
+    plain = ExactDedup(ExactDedupConfig())
+    d = doc("common footer line")
+    plain.decide(run(plain, "x")[1].key, doc("common footer line"))
+    assert plain.decide(run(plain, "y")[1].key, d) is None and d.text == "common footer line"   # lines off
+
+
+def test_shingles_are_lower_cased_words_alike_in_ascii_and_unicode():
+    from lmforge.data.dedup import shingle_hashes
+    a, b = shingle_hashes("The Cat, sat on the MAT!", 2), shingle_hashes("the cat sat on the mat", 2)
+    assert a.tolist() == b.tolist() and len(a) == 5
+    assert shingle_hashes("Éa Éb Éc", 2).tolist() == shingle_hashes("éa éb éc", 2).tolist()
+    assert len(set(shingle_hashes("one two three four", 2).tolist())) == 3
+    assert shingle_hashes("one two three", 2).tolist() != shingle_hashes("two one three", 2).tolist()   # order counts
+    assert all(h < 2 ** 32 for h in shingle_hashes("a b c d e f g", 3).tolist())
+    assert len(shingle_hashes("", 3)) == 1 and len(shingle_hashes("one", 3)) == 1     # short texts: one shingle
