@@ -89,6 +89,20 @@ class CharLM(EvalLM):
         return self.table.expand(*input_ids.shape, 256).clone()
 
 
+def mc_task(tmp_path, path: str, choices: list[str]):
+    """A multiple-choice task over `path`'s rows: context {q}, gold "label", no delimiter."""
+    return load_task(str(write_task(tmp_path, f'''
+kind = "multiple_choice"
+[data]
+path = "{path}"
+[prompt]
+context = "{{q}}"
+choices = {json.dumps(choices)}
+gold = "label"
+target_delimiter = ""
+''')))
+
+
 class ChunkLM(EvalLM):
     """A fake model whose tokens are several characters long, with fixed log-probabilities per token."""
     name, max_length, prefix_token_id = "chunk", 8, 0
@@ -114,16 +128,7 @@ class ChunkLM(EvalLM):
 
 def test_acc_norm_divides_by_characters_not_tokens(tmp_path):
     (tmp_path / "d.jsonl").write_text(json.dumps({"q": "Q", "a": "ab", "b": "cdefgh", "label": 1}) + "\n")
-    task = load_task(str(write_task(tmp_path, '''
-kind = "multiple_choice"
-[data]
-path = "d.jsonl"
-[prompt]
-context = "{q}"
-choices = ["{a}", "{b}"]
-gold = "label"
-target_delimiter = ""
-''')))
+    task = mc_task(tmp_path, "d.jsonl", ["{a}", "{b}"])
     lm = ChunkLM({"ab": 0.0, "cde": -0.3, "fgh": -0.3})
     log_z = float(lm.table.logsumexp(0))
     ll_a, ll_b = -log_z, 2 * (-0.3 - log_z)            # one token of 2 characters, two tokens of 3
@@ -137,16 +142,7 @@ target_delimiter = ""
 def test_fixed_choices_add_the_classification_view(tmp_path):
     rows = [{"q": "Q", "label": g} for g in (0, 1, 1)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    task = load_task(str(write_task(tmp_path, '''
-kind = "multiple_choice"
-[data]
-path = "d.jsonl"
-[prompt]
-context = "{q}"
-choices = ["ab", "cdefgh"]
-gold = "label"
-target_delimiter = ""
-''')))
+    task = mc_task(tmp_path, "d.jsonl", ["ab", "cdefgh"])
     lm = ChunkLM({"ab": 0.0, "cde": -0.3, "fgh": -0.3})      # acc picks "ab" every time, acc_norm "cdefgh"
     examples = [make_example(task, r) for r in read_rows(task)]
     out = evaluate_multiple_choice(lm, task, examples, [e.context for e in examples])
@@ -162,16 +158,7 @@ target_delimiter = ""
         ("Q", ["ab", "cdefgh"], 0, 0, 1)
     # a choice never gold nor predicted still has its row and column (the task's choices, in order)
     (tmp_path / "f.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    three = load_task(str(write_task(tmp_path, '''
-kind = "multiple_choice"
-[data]
-path = "f.jsonl"
-[prompt]
-context = "{q}"
-choices = ["ab", "cdefgh", "Q"]
-gold = "label"
-target_delimiter = ""
-''')))
+    three = mc_task(tmp_path, "f.jsonl", ["ab", "cdefgh", "Q"])
     ex3 = [make_example(three, r) for r in read_rows(three)]
     res3 = evaluate_multiple_choice(lm, three, ex3, [e.context for e in ex3])
     assert res3["confusion_matrix"]["labels"] == ["ab", "cdefgh", "Q"]
@@ -179,16 +166,7 @@ target_delimiter = ""
     # different choices per example: no classification view
     (tmp_path / "e.jsonl").write_text(json.dumps({"q": "Q", "a": "ab", "b": "cdefgh", "label": 1}) + "\n" +
                                       json.dumps({"q": "Q", "a": "cdefgh", "b": "ab", "label": 0}) + "\n")
-    varied = load_task(str(write_task(tmp_path, '''
-kind = "multiple_choice"
-[data]
-path = "e.jsonl"
-[prompt]
-context = "{q}"
-choices = ["{a}", "{b}"]
-gold = "label"
-target_delimiter = ""
-''')))
+    varied = mc_task(tmp_path, "e.jsonl", ["{a}", "{b}"])
     ex = [make_example(varied, r) for r in read_rows(varied)]
     res = evaluate_multiple_choice(lm, varied, ex, [e.context for e in ex])
     assert "macro_f1" not in res["metrics"] and "confusion_matrix" not in res
@@ -196,16 +174,7 @@ target_delimiter = ""
 
 def test_acc_norm_of_a_one_character_choice(tmp_path):
     (tmp_path / "d.jsonl").write_text(json.dumps({"q": "Q", "label": 1}) + "\n")
-    task = load_task(str(write_task(tmp_path, '''
-kind = "multiple_choice"
-[data]
-path = "d.jsonl"
-[prompt]
-context = "{q}"
-choices = ["Q", "ab"]
-gold = "label"
-target_delimiter = ""
-''')))
+    task = mc_task(tmp_path, "d.jsonl", ["Q", "ab"])
     lm = ChunkLM({"Q": 0.0, "ab": 0.0})       # equal log-likelihoods: per character, "ab" costs half
     examples = [make_example(task, r) for r in read_rows(task)]
     out = evaluate_multiple_choice(lm, task, examples, [e.context for e in examples])
@@ -224,16 +193,7 @@ def test_windows_score_every_token_once():
 
 def test_acc_norm_divides_by_characters(tmp_path):
     (tmp_path / "d.jsonl").write_text(json.dumps({"q": "Q", "a": "xx", "b": "yyyyyy", "label": 1}) + "\n")
-    task = load_task(str(write_task(tmp_path, '''
-kind = "multiple_choice"
-[data]
-path = "d.jsonl"
-[prompt]
-context = "{q}"
-choices = ["{a}", "{b}"]
-gold = "label"
-target_delimiter = ""
-''')))
+    task = mc_task(tmp_path, "d.jsonl", ["{a}", "{b}"])
     # per character x costs more than y, but "yyyyyy" is three times longer:
     # acc picks "xx", acc_norm (log-likelihood per character) picks "yyyyyy"
     lm = CharLM({"x": -1.0, "y": -0.5})
