@@ -18,6 +18,7 @@ from lmforge.errors import UserError
 from lmforge.models.io import find_weights, load_model
 from lmforge.models.registry import family_of
 from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer, special_ids
+from lmforge.train.objectives.classify import label_batch
 
 BATCH = 32
 
@@ -57,13 +58,10 @@ class Embedder:
         with self._lock:
             if self.threads:
                 torch.set_num_threads(self.threads)
+            examples = [(ids, 0) for ids in inputs]     # classification's padded batches, labels unused
             for start in range(0, len(inputs), BATCH):
-                chunk = inputs[start:start + BATCH]
-                width = max(len(ids) for ids in chunk)
-                ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for row, seq in enumerate(chunk):
-                    ids[row, :len(seq)] = torch.tensor(seq)
-                    mask[row, :len(seq)] = 1
-                out.append(F.normalize(self.family.features(self.model, ids, mask).float(), dim=-1))
+                b = label_batch(examples, list(range(start, min(start + BATCH, len(inputs)))), self.context,
+                                self.pad_id)
+                features = self.family.features(self.model, b["input_ids"], b["attention_mask"])
+                out.append(F.normalize(features.float(), dim=-1))
         return torch.cat(out)

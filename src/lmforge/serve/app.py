@@ -28,6 +28,7 @@ from lmforge.errors import UserError
 from lmforge.infer.engine import Engine
 from lmforge.infer.classifier import Classifier
 from lmforge.infer.embedder import Embedder
+from lmforge.models.registry import get_family
 from lmforge import __version__
 from lmforge.serve import classify_api, embeddings_api, openai_api, openapi, sagemaker
 from lmforge.serve.audit import AuditLog
@@ -67,9 +68,10 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
     def load() -> None:
         try:
             options = engine_options or {}
-            if holds_classifier(path):
+            cfg = served_config(path)
+            if cfg.labels:
                 state.classifier = Classifier.from_run(path, threads=options.get("threads"))
-            elif not holds_generator(path):
+            elif not get_family(cfg.arch).generative:
                 state.embedder = Embedder.from_run(path, threads=options.get("threads"))
             else:
                 attach(Engine.from_run(path, **(engine_options or {})))
@@ -127,15 +129,10 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
     return app
 
 
-def holds_classifier(path: str | Path) -> bool:
+def served_config(path: str | Path):
+    """The model config of the run or checkpoint at `path`: what kind of model the server loads."""
     from lmforge.models.io import find_weights, read_model_config
-    return bool(read_model_config(find_weights(path)).labels)
-
-
-def holds_generator(path: str | Path) -> bool:
-    from lmforge.models.io import find_weights, read_model_config
-    from lmforge.models.registry import get_family
-    return get_family(read_model_config(find_weights(path)).arch).generative
+    return read_model_config(find_weights(path))
 
 
 def is_loopback(host: str) -> bool:
