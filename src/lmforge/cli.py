@@ -43,6 +43,10 @@ def _next_steps(rundir) -> str:
         return head + (f"  lmforge classify {run} --text 'a text to label'\n"
                        f"  lmforge serve {run}            # POST /v1/classify on http://127.0.0.1:8000\n"
                        f"  lmforge info {run}\n")
+    if rundir.load_recipe().train.objective == "masked_lm":
+        return head + (f"  lmforge fill-mask {run} --text 'The <|mask|> is here.'\n"
+                       f"  lmforge serve {run}            # POST /v1/embeddings on http://127.0.0.1:8000\n"
+                       f"  lmforge info {run}\n")
     return head + (f"  lmforge generate {run} --prompt 'The list' --max-tokens 60\n"
                    f"  lmforge chat {run}\n"
                    f"  lmforge serve {run}            # OpenAI-compatible API + web chat on http://127.0.0.1:8000\n"

@@ -126,7 +126,8 @@ def tokenizer(run: RunDir, recipe: Recipe, force: bool = False) -> None:
     from lmforge.tokenizer.train import train_tokenizer
     t0 = time.time()
     say(f"tokenizer: training {recipe.tokenizer.kind}, vocab {recipe.tokenizer.vocab_size}")
-    tok = train_tokenizer(recipe.tokenizer, run.data / "documents.jsonl", run.tokenizer)
+    tok = train_tokenizer(recipe.tokenizer, run.data / "documents.jsonl", run.tokenizer,
+                          language_alpha=recipe.data.language_alpha, seed=recipe.seed)
     run.record_stage("tokenizer", time.time() - t0, inputs=[run.data / "documents.jsonl"],
                      outputs=[run.tokenizer / "tokenizer.json"], vocab_size=tok.get_vocab_size())
 
@@ -233,9 +234,10 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
         objective = build_objective(tc.objective, model, tokenizer, tc, examples=examples)
         if info.enabled and not objective.distributed:
             raise UserError(f"train.objective = '{objective.name}' trains in one process; run it without torchrun")
+        mix = language_mix(run, recipe, train_tokens, seq_len) if task is None else None
         try:
             batches = objective.train_batches(train_tokens, seq_len, tc.batch_size, recipe.seed, tc.grad_accum,
-                                              rank=info.rank, world=info.world)
+                                              rank=info.rank, world=info.world, **({"mix": mix} if mix else {}))
         except ValueError as e:
             raise UserError(f"train: {e}") from None
         val_batches = objective.val_batches(val_tokens, seq_len, tc.eval_batches * tc.batch_size, tc.batch_size,
@@ -273,10 +275,22 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
                              arch=mcfg.arch, objective=objective.name, init_from=recipe.model.init_from or None,
                              trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
                              adapter=tc.adapter or None, compile=trainer.compile_record,
-                             **objective.summary())
+                             language_weights=mix.weights if mix else None, **objective.summary())
             say(f"train: {state.step} steps, best val loss {state.best_val_loss:.4f}")
     finally:
         distributed.teardown(info)
+
+
+def language_mix(run: RunDir, recipe: Recipe, train_tokens, seq_len: int):
+    """The training windows' language mix for multilingual shards (data.language_alpha), or None."""
+    from lmforge.data.language_mix import LanguageMix, read_languages
+    languages = read_languages(run.tokens)
+    if languages is None or len(languages["train"].languages()) < 2:
+        return None
+    mix = LanguageMix(languages["train"], recipe.data.language_alpha, len(train_tokens), seq_len)
+    say("train: languages sampled with alpha %g: " % mix.alpha
+        + ", ".join(f"{lang} {p:.1%}" for lang, p in sorted(mix.weights.items(), key=lambda kv: -kv[1])))
+    return mix
 
 
 class LiveSampler:
@@ -336,6 +350,9 @@ def evaluate(run: RunDir, recipe: Recipe, force: bool = False) -> dict:
             result = _evaluate_encoder(run, recipe, model, train_tokens, val_tokens, window)
         else:
             result = _evaluate_language_model(run, recipe, model, val_tokens, meta, window)
+        languages = _evaluate_languages(run, recipe, model, val_tokens, window)
+        if languages is not None:
+            result["languages"] = languages
     result = {"arch": model.cfg.arch, "objective": objective, **result}
     atomic.write_json(out_path, result)
     headline = ("bits_per_byte", "mlm_accuracy", "sft_loss_after", "reward_accuracy_after", "accuracy")
@@ -394,6 +411,35 @@ def _evaluate_encoder(run: RunDir, recipe: Recipe, model, train_tokens, val_toke
          f"{result['unigram_mlm_accuracy']:.3f}), loss {result['mlm_loss']:.3f}, "
          f"pseudo-perplexity {result['pseudo_perplexity']:.1f}")
     return result
+
+
+def _evaluate_languages(run: RunDir, recipe: Recipe, model, val_tokens, window: int) -> dict | None:
+    """Per-language fertility and bits per byte (eval/languages.py) for multilingual shards."""
+    from lmforge.data.language_mix import read_languages
+    from lmforge.eval.languages import language_table
+    languages = read_languages(run.tokens)
+    if languages is None or len(languages["counts"]) < 2:
+        return None
+    ec = recipe.eval
+    if recipe.train.objective == "masked_lm":
+        from lmforge.eval.masked_lm import pseudo_log_likelihood
+        from lmforge.train.objectives import build_objective
+        objective = build_objective("masked_lm", model, _tokenizer(run), recipe.train)
+
+        def score(stream, ordinary: int) -> float:
+            nll, scored = pseudo_log_likelihood(model, objective, stream, window, ec.pll_tokens, ec.batch_size,
+                                                recipe.seed)
+            return nll / max(scored, 1) * ordinary
+    else:
+        from lmforge.eval.likelihood import score_token_stream
+
+        def score(stream, ordinary: int) -> float:
+            return score_token_stream(model, stream, window=window, batch_size=16)[0]
+    table = language_table(score, languages, val_tokens, recipe.data.language_alpha)
+    say("evaluate: bits per byte by language: " + ", ".join(
+        f"{lang} {row.get('bits_per_byte', float('nan')):.3f}" for lang, row in table["by_language"].items())
+        + f" (spread {table['bits_per_byte_spread']})")
+    return table
 
 
 def _tokenizer(run: RunDir):

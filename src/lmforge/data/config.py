@@ -6,8 +6,11 @@ table (`[data.quality]`, `[data.pii]`, ...) and only matter when the step is lis
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
 StepName = Literal["normalize", "langid", "quality", "exact_dedup", "minhash", "pii",
                    "decontaminate", "nlp"]
@@ -36,6 +39,9 @@ class SourceConfig:
     same_site: bool = True           # url: follow links to this host only
     exclude: list[str] = field(default_factory=list)   # python_*: module names to leave out (fnmatch
                                                        # patterns, "email.*"); files: path patterns
+    language: str = ""               # the documents' language (ISO 639 code, "en"); "" = unknown, or
+                                     # found by the langid step
+    lines: bool = False              # files: every non-empty line is a document (sentence-per-line corpora)
 
     def label(self) -> str:
         return self.name or self.kind
@@ -45,6 +51,11 @@ class SourceConfig:
             raise ValueError(f"source kind '{self.kind}' needs a path")
         if self.max_pages < 1 or self.max_depth < 0 or self.delay_s < 0:
             raise ValueError("max_pages must be >= 1, max_depth >= 0 and delay_s >= 0")
+        if self.language and not LANGUAGE_CODE.fullmatch(self.language):
+            raise ValueError(f"source '{self.label()}': language {self.language!r} is not an ISO 639 code "
+                             f"(two or three lower-case letters, optionally a script or region: 'en', 'zh-Hant')")
+        if self.lines and self.kind != "files":
+            raise ValueError(f"source '{self.label()}': lines = true applies to kind 'files' only")
 
 
 @dataclass
@@ -201,6 +212,10 @@ class DataConfig:
     label_names: dict[str, str] = field(default_factory=dict)   # display names: {"0" = "negative", ...}
     max_examples: int = 0            # classify: training examples kept at most (0 = all), in file order
     steps: list[StepName] = field(default_factory=lambda: ["normalize", "exact_dedup", "pii"])
+    # multilingual corpora: training windows (and the tokenizer's text) sample language l with
+    # p ∝ n_l^alpha (XLM's temperature sampling): 1 = in proportion to its tokens, 0 = every
+    # language equally often, 0.3 (XLM-R) in between; documents without a language count as "und"
+    language_alpha: float = 1.0
     min_chars: int = 1               # documents shorter than this (after cleaning) are removed
     max_docs: int = 0                # 0 = no limit (per source)
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
@@ -234,5 +249,8 @@ class DataConfig:
         if bool(self.labelled_val) != bool(self.labelled_test):
             raise ValueError("labelled_val and labelled_test: give both files or neither (then both are "
                              "split from `labelled`)")
+        if not 0.0 <= self.language_alpha <= 1.0:
+            raise ValueError(f"language_alpha: got {self.language_alpha}, allowed 0..1 (1 = proportional, "
+                             f"0 = uniform over languages)")
         if self.min_chars < 0 or self.max_docs < 0 or self.max_examples < 0:
             raise ValueError("min_chars, max_docs and max_examples must be >= 0")

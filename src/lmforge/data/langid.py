@@ -1,5 +1,6 @@
 """Language identification with py3langid (its model ships inside the package: no download).
 
+A document whose source declares its `language` keeps it (the allow list still applies).
 Only the first few thousand characters are classified: that is enough for a stable answer
 and keeps the step fast on long documents.
 """
@@ -30,10 +31,12 @@ class LangId(Step):
         self.identifier = load_identifier()
 
     def apply(self, doc, rec: Record):
-        lang, prob = self.identifier.classify(doc.text[:_SAMPLE_CHARS])
+        declared = doc.meta.get("language")     # the source's own `language`: kept, not guessed
+        lang, prob = (declared, 1.0) if declared else self.identifier.classify(doc.text[:_SAMPLE_CHARS])
         prob = float(prob)
-        doc.meta["language"] = lang
-        doc.meta["language_score"] = round(prob, 4)
+        if not declared:
+            doc.meta["language"] = lang
+            doc.meta["language_score"] = round(prob, 4)
         rec.count(f"lang:{lang}")
         if self.allow and lang not in self.allow:
             rec.reason = f"language {lang} not in {sorted(self.allow)}"

@@ -71,7 +71,8 @@ def _process_unit(task: tuple[int, str]) -> list[tuple]:
             if isinstance(text, Skip):
                 out.append(("skip", src_index, location, str(text)))
                 continue
-            doc = Document(doc_id(label, location, n), text, label, location, source.licence, retrieved_at)
+            doc = Document(doc_id(label, location, n), text, label, location, source.licence, retrieved_at,
+                           {"language": source.cfg.language} if source.cfg.language else {})
             size = utf8_len(text)
             out.append(("doc", src_index, size, *_run_steps(doc, _worker["steps"])))
     except Skip as e:

@@ -113,9 +113,10 @@ class Source:
         elif kind == "files":
             part = _RANGE.match(unit) if not os.path.exists(unit) else None
             if part:
-                yield from read_jsonl_range(Path(part[1]), int(part[2]), int(part[3]), self.cfg.text_field)
+                records = read_jsonl_range(Path(part[1]), int(part[2]), int(part[3]), self.cfg.text_field)
             else:
-                yield from read_texts(Path(unit), self.cfg.text_field)
+                records = read_texts(Path(unit), self.cfg.text_field)
+            yield from (_lines(records) if self.cfg.lines else records)
         elif kind == "url":
             for url, *rest in crawl(unit, max_pages=self.cfg.max_pages, max_depth=self.cfg.max_depth,
                                     delay_s=self.cfg.delay_s, same_site=self.cfg.same_site):
@@ -158,6 +159,14 @@ class Source:
             else:
                 units.append(f)
         return units
+
+
+def _lines(records: Iterator[Item]) -> Iterator[Item]:
+    """Each non-empty line of each record as its own document, located by its line number."""
+    for location, text in records:
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                yield f"{location}:{n}", line
 
 
 def _hf_rows(cfg: SourceConfig) -> Iterator[Item]:

@@ -99,3 +99,16 @@ def read_fewshot_rows(task: Task) -> list[dict] | None:
         return None
     return read_file_rows(task, task.data.fewshot_path, task.data.fewshot_labels,
                           task.data.fewshot_target)
+
+
+def read_aligned(task: Task, limit: int | None = None) -> dict[str, list[str]]:
+    """A retrieval task's sentences per language ({language: lines}), every file the same length."""
+    files = {task.data.language: task.data.path, **task.data.aligned}
+    texts = {lang: _read_text(task.resolve(f)).splitlines()[:limit] for lang, f in files.items()}
+    lengths = {lang: len(lines) for lang, lines in texts.items()}
+    if len(set(lengths.values())) > 1:
+        raise UserError(f"task {task.name}: the aligned files differ in length: "
+                        + ", ".join(f"{files[lang]} {n} lines" for lang, n in lengths.items()))
+    if not lengths[task.data.language]:
+        raise UserError(f"task {task.name}: {task.data.path} has no lines")
+    return texts

@@ -17,12 +17,14 @@ from pathlib import Path
 
 from lmforge import atomic
 from lmforge.eval.backends import LmforgeLM, load_lm
-from lmforge.eval.datasets import read_fewshot_rows, read_rows
+from lmforge.errors import UserError
+from lmforge.eval.datasets import read_aligned, read_fewshot_rows, read_rows
 from lmforge.eval.generation import evaluate_generation
 from lmforge.eval.lm import EvalLM
 from lmforge.eval.multiple_choice import evaluate_multiple_choice
 from lmforge.eval.perplexity import evaluate_perplexity
 from lmforge.eval.prompts import build_contexts, make_example, render
+from lmforge.eval.retrieval import evaluate_retrieval
 from lmforge.eval.tasks import Task, load_task
 from lmforge.governance.pairs import load_pairs
 
@@ -41,6 +43,17 @@ def evaluate_minimal_pairs(lm: EvalLM, pairs: list, seed: int) -> dict:
                         for p, a, b in zip(pairs, more, less)]}
 
 
+def embedding_function(lm: EvalLM):
+    """texts -> unit vectors with the model's sentence features (infer/embedder.py); texts longer
+    than the context keep their start."""
+    from lmforge.infer.embedder import Embedder
+    if not isinstance(lm, LmforgeLM):
+        raise UserError(f"{lm.name}: retrieval tasks embed with an lmforge run's model; "
+                        "this is a Hugging Face model")
+    embedder = Embedder(lm.model, lm.tokenizer)
+    return lambda texts: embedder.embed([ids[:embedder.context] for ids in embedder.encode(texts)])
+
+
 def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int = 0,
                   num_fewshot: int | None = None, chat: bool = False) -> dict:
     """Score one model on one task; returns metrics, settings and per-example samples.
@@ -50,6 +63,10 @@ def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int
     started = time.perf_counter()
     if task.kind == "minimal_pairs":
         out = evaluate_minimal_pairs(lm, load_pairs(str(task.resolve(task.data.path)))[:limit], seed)
+        return {"task": task.name, "kind": task.kind, "model": lm.name, "n": out.pop("n"), "num_fewshot": 0,
+                "chat": False, "limit": limit, "seed": seed, "seconds": round(time.perf_counter() - started, 2), **out}
+    if task.kind == "retrieval":
+        out = evaluate_retrieval(embedding_function(lm), read_aligned(task, limit), task.data.language)
         return {"task": task.name, "kind": task.kind, "model": lm.name, "n": out.pop("n"), "num_fewshot": 0,
                 "chat": False, "limit": limit, "seed": seed, "seconds": round(time.perf_counter() - started, 2), **out}
     rows = read_rows(task)

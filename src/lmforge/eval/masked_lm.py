@@ -48,6 +48,7 @@ def evaluate_masked(model, objective, train_tokens: np.ndarray, val_tokens: np.n
             "pseudo_perplexity": round(math.exp(nll / max(scored, 1)), 3), "pll_tokens": scored}
 
 
+@torch.no_grad()
 def pseudo_log_likelihood(model, objective, tokens: np.ndarray, seq_len: int, n_tokens: int,
                           batch_size: int, seed: int) -> tuple[float, int]:
     """(summed negative log-likelihood, tokens scored): each chosen token masked alone."""

@@ -1,7 +1,7 @@
 """Task definitions: small TOML or YAML files that point at local data and say how to prompt it.
 
     name = "piqa"
-    kind = "multiple_choice"            # multiple_choice | perplexity | generation | minimal_pairs
+    kind = "multiple_choice"            # multiple_choice | perplexity | generation | minimal_pairs | retrieval
     [data]
     path = "../../shared/data/piqa/valid.jsonl"    # relative to this file
     labels = "../../shared/data/piqa/valid-labels.lst"
@@ -26,7 +26,7 @@ import yaml
 
 from lmforge.errors import UserError
 
-KINDS = ("multiple_choice", "perplexity", "generation", "minimal_pairs")
+KINDS = ("multiple_choice", "perplexity", "generation", "minimal_pairs", "retrieval")
 FORMATS = ("jsonl", "json", "csv", "tsv", "lines", "text", "parallel")
 
 
@@ -42,6 +42,8 @@ class DataSpec:
     fewshot_path: str = ""       # few-shot examples; default: other rows of the same file
     fewshot_labels: str = ""
     fewshot_target: str = ""
+    language: str = ""           # retrieval: the language of `path`...
+    aligned: dict[str, str] = field(default_factory=dict)   # ...and its translations, line by line
 
 
 @dataclass
@@ -120,6 +122,9 @@ def _validate(task: Task, where: str) -> None:
     if task.kind == "multiple_choice" and not (p.context and (p.choices or p.choices_field) and p.gold):
         raise UserError(f"{where}: a multiple_choice task needs prompt context, choices "
                         "(or choices_field) and gold")
+    if task.kind == "retrieval" and not (task.data.language and task.data.aligned):
+        raise UserError(f"{where}: a retrieval task needs [data] language and aligned "
+                        "(a table of language = file with the translations, line by line)")
     if task.kind == "generation":
         if not (p.context and (p.references or p.references_field)):
             raise UserError(f"{where}: a generation task needs prompt context and references "

@@ -8,6 +8,7 @@ import json
 from lmforge import atomic
 from lmforge.recipe import Recipe, to_toml
 from lmforge.report import plots
+from lmforge.eval.languages import LANGUAGE_HEADER, language_rows, language_summary
 from lmforge.report.tasks import TASK_HEADER, task_rows
 from lmforge.rundir import RunDir
 
@@ -45,6 +46,10 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
                 "test_pairs", "accuracy", "accuracy_stderr", "macro_f1", "majority_accuracy", "zero_shot_accuracy",
                 "test_examples"]
         parts.append(_table(["metric", "value"], [[k, res[k]] for k in keys if k in res]))
+        if "languages" in res:
+            parts.append("<h3>By language</h3>")
+            parts.append(_table(LANGUAGE_HEADER, language_rows(res["languages"])))
+            parts.append(f"<p>{html.escape(language_summary(res['languages']))}</p>")
         if "confusion_matrix" in res:
             cm = res["confusion_matrix"]
             parts.append("<h3>Confusion matrix (rows: gold, columns: predicted)</h3>")

@@ -14,6 +14,7 @@ from lmforge.errors import UserError
 from lmforge.models.io import config_from_dict
 from lmforge.models.registry import get_family
 from lmforge.recipe import Recipe
+from lmforge.eval.languages import LANGUAGE_HEADER, language_rows, language_summary
 from lmforge.report.tasks import TASK_HEADER, task_rows
 from lmforge.rundir import RunDir
 
@@ -220,6 +221,10 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
              f"autocast {recipe.train.dtype}.", "",
              "## Evaluation (held-out data)"]
     lines += _results(res, recipe)
+    if "languages" in res:
+        lines += ["", "### By language", "| " + " | ".join(LANGUAGE_HEADER) + " |", "|" + "---|" * len(LANGUAGE_HEADER)]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in language_rows(res["languages"])]
+        lines += ["", language_summary(res["languages"])]
     rows = task_rows(run)
     if rows:
         lines += ["", "## Evaluation (tasks, `lmforge eval --task`)", "| " + " | ".join(TASK_HEADER) + " |",

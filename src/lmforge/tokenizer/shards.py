@@ -21,12 +21,13 @@ from typing import Callable, Iterator
 import numpy as np
 
 from lmforge.atomic import atomic_path, write_json
+from lmforge.data.language_mix import LANGUAGES_FILE, UNDETERMINED, LanguageRuns, write_languages
 from lmforge.errors import UserError
 from lmforge.parallel import ordered_map
 from lmforge.progress import bar
 from lmforge.tokenizer.fast import fast_encoder
 from lmforge.tokenizer.load import load_tokenizer, special_ids, tokenizer_file
-from lmforge.tokenizer.train import document_text, iter_texts
+from lmforge.tokenizer.train import document_record, iter_texts
 
 _BATCH_DOCS = 512
 _CHECK_DOCS = 32
@@ -71,11 +72,13 @@ def _line_batches(path: Path, is_val: np.ndarray) -> Iterator[tuple[int, list[by
 
 @dataclass
 class _Encoded:
-    """One batch, ready to append: token bytes per split, validation texts, counts."""
+    """One batch, ready to append: token bytes per split, validation texts, counts, and
+    (split, language, tokens, bytes) of each document in order."""
     tokens: dict[str, bytes]
     val_texts: list[str]
     counts: dict[str, int]
     docs: int
+    languages: list[tuple[str, str, int, int]]
 
 
 _worker: dict = {}
@@ -98,18 +101,22 @@ def _init_worker(setup: tuple[str, bool, str, str, int, int], encode=None) -> No
 def _encode_batch(task: tuple[int, list[bytes], np.ndarray]) -> _Encoded:
     start, lines, is_val = task
     w = _worker
-    texts = [document_text(line, w["path"], start + i + 1) for i, line in enumerate(lines)]
+    records = [document_record(line, w["path"], start + i + 1) for i, line in enumerate(lines)]
+    texts = [text for text, _ in records]
     pieces: dict[str, list[np.ndarray]] = {"train": [], "val": []}
     counts = _zero_counts()
-    for text, ids, val in zip(texts, w["encode"](texts), is_val):
+    languages = []
+    for (text, lang), ids, val in zip(records, w["encode"](texts), is_val):
         split = "val" if val else "train"
         pieces[split] += (w["head"], ids, w["tail"])
+        n_bytes = len(text.encode("utf-8"))
         counts[f"{split}_tokens"] += len(ids) + 2
         counts[f"{split}_docs"] += 1
-        counts[f"{split}_bytes"] += len(text.encode("utf-8"))
+        counts[f"{split}_bytes"] += n_bytes
+        languages.append((split, lang, len(ids) + 2, n_bytes))
     tokens = {split: np.concatenate(parts).astype(w["dtype"]).tobytes() if parts else b""
               for split, parts in pieces.items()}
-    return _Encoded(tokens, [t for t, val in zip(texts, is_val) if val], counts, len(lines))
+    return _Encoded(tokens, [t for t, val in zip(texts, is_val) if val], counts, len(lines), languages)
 
 
 def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, val_fraction: float,
@@ -135,6 +142,8 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
     use_tiktoken = fast is not None and all(map(np.array_equal, fast(sample), hf(sample)))
     workers = min(workers or os.cpu_count() or 1, -(-n_docs // _BATCH_DOCS))
     counts = _zero_counts()
+    runs = {"train": LanguageRuns(), "val": LanguageRuns()}
+    per_language: dict[str, dict[str, int]] = {}
 
     progress = bar(total=n_docs, desc="encode", unit="doc")
     with atomic_path(out_dir / TRAIN_BIN) as train_tmp, atomic_path(out_dir / VAL_BIN) as val_tmp, \
@@ -153,6 +162,12 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
                 separator = "\n\n"
             for key, n in part.counts.items():
                 counts[key] += n
+            for split, lang, n_tokens, n_bytes in part.languages:
+                runs[split].add(lang, n_tokens)
+                c = per_language.setdefault(lang, _zero_counts())
+                c[f"{split}_tokens"] += n_tokens
+                c[f"{split}_docs"] += 1
+                c[f"{split}_bytes"] += n_bytes
             progress.update(part.docs)
         progress.close()
         if extra_train:
@@ -165,12 +180,19 @@ def encode_shards(tokenizer_dir: Path, documents_path: Path, out_dir: Path, *, v
             train_f.write(np.concatenate([p for x in encoded for p in (bos, x, eos)]).astype(dtype).tobytes())
             counts["train_tokens"] += n_extra
             counts["inserted_docs"], counts["inserted_tokens"] = len(encoded), n_extra
+            # sampled as part of the training split's largest language
+            runs["train"].add(max(per_language, key=lambda lang: per_language[lang]["train_tokens"]), n_extra)
+
+    if set(per_language) - {UNDETERMINED}:      # a multilingual (or declared-language) corpus
+        write_languages(out_dir / LANGUAGES_FILE, per_language, runs["train"], runs["val"])
+    else:
+        (out_dir / LANGUAGES_FILE).unlink(missing_ok=True)
 
     meta = {"dtype": np.dtype(dtype).name, "vocab_size": vocab, "bos_id": ids["bos"], "eos_id": ids["eos"],
             "pad_id": ids["pad"], **counts, "seed": seed, "val_fraction": val_fraction,
             "encoder": "tiktoken" if use_tiktoken else "tokenizers",
             "tokenizer_sha256": hashlib.sha256(tok_file.read_bytes()).hexdigest(),
-            "documents": str(documents_path)}
+            "documents": str(documents_path), "languages": sorted(per_language)}
     write_json(out_dir / META, meta)
     return meta
 

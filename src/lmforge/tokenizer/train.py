@@ -15,6 +15,7 @@ from typing import Iterator
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from lmforge.atomic import write_json, write_text
+from lmforge.data.language_mix import UNDETERMINED, repeat_rates, resample
 from lmforge.data.steps import LONE_SURROGATE
 from lmforge.errors import UserError
 from lmforge.progress import bar
@@ -39,32 +40,52 @@ def split_pattern(cfg: TokenizerConfig) -> str:
     return pattern
 
 
-def document_text(line: str | bytes, documents_path: Path, n: int) -> str:
-    """The text of line `n` of a documents.jsonl."""
+def document_record(line: str | bytes, documents_path: Path, n: int) -> tuple[str, str]:
+    """(text, language) of line `n` of a documents.jsonl; the language is "und" where unknown."""
     try:
-        text = json.loads(line)["text"]
+        row = json.loads(line)
+        text = row["text"]
     except (ValueError, KeyError, TypeError):    # ValueError: bad JSON or bad UTF-8
         raise UserError(f"{documents_path} line {n}: not a JSON object with a 'text' field") from None
     if not isinstance(text, str):
         raise UserError(f"{documents_path} line {n}: 'text' is not a string")
     if not text.isascii():   # JSON may spell a lone surrogate ("\\ud800"): U+FFFD, as the pipeline does
         text = LONE_SURROGATE.sub("\ufffd", text)
-    return text
+    return text, str(row.get("language") or UNDETERMINED)
 
 
-def iter_texts(documents_path: Path, max_bytes: int = 0) -> Iterator[str]:
-    """Texts of documents.jsonl, streamed; stops after max_bytes of text when max_bytes > 0."""
+def document_text(line: str | bytes, documents_path: Path, n: int) -> str:
+    """The text of line `n` of a documents.jsonl."""
+    return document_record(line, documents_path, n)[0]
+
+
+def iter_records(documents_path: Path) -> Iterator[tuple[str, str]]:
+    """(text, language) of every document of documents.jsonl, streamed."""
     documents_path = Path(documents_path)
     if not documents_path.is_file():
         raise UserError(f"documents not found: {documents_path} (run `lmforge data` first)")
-    seen = 0
     with open(documents_path, "rb") as f:
         for n, line in enumerate(f, 1):
-            text = document_text(line, documents_path, n)
-            yield text
-            seen += len(text.encode("utf-8")) if max_bytes else 0
-            if max_bytes and seen >= max_bytes:
-                return
+            yield document_record(line, documents_path, n)
+
+
+def iter_texts(documents_path: Path, max_bytes: int = 0, alpha: float = 1.0, seed: int = 0) -> Iterator[str]:
+    """Texts of documents.jsonl, streamed; stops after max_bytes of text when max_bytes > 0.
+    With alpha < 1 and several languages, each language's documents are repeated or thinned
+    so the text's language mix is the one training batches sample (data/language_mix.py)."""
+    records: Iterator[tuple[str, str]] = iter_records(documents_path)
+    if alpha != 1.0:
+        sizes: dict[str, int] = {}
+        for text, lang in iter_records(documents_path):
+            sizes[lang] = sizes.get(lang, 0) + len(text.encode("utf-8"))
+        if len(sizes) > 1:
+            records = resample(records, lambda record: record[1], repeat_rates(sizes, alpha), seed)
+    seen = 0
+    for text, _ in records:
+        yield text
+        seen += len(text.encode("utf-8")) if max_bytes else 0
+        if max_bytes and seen >= max_bytes:
+            return
 
 
 def _bpe(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
@@ -115,16 +136,18 @@ def _char(texts: Iterator[str]) -> Tokenizer:
     return tok
 
 
-def train_tokenizer(cfg: TokenizerConfig, documents_path: Path, out_dir: Path) -> Tokenizer:
+def train_tokenizer(cfg: TokenizerConfig, documents_path: Path, out_dir: Path, *, language_alpha: float = 1.0,
+                    seed: int = 0) -> Tokenizer:
     """Train (or copy `cfg.path`) and save tokenizer.json, tokenizer_config.json,
-    special_tokens_map.json and chat_template.jinja in `out_dir`."""
+    special_tokens_map.json and chat_template.jinja in `out_dir`. language_alpha: the language
+    mix of the training text (data.language_alpha), the same the training batches use."""
     out_dir = Path(out_dir)
     if cfg.path:
         tok = load_tokenizer(Path(cfg.path))
         tok.add_special_tokens(SPECIAL_TOKENS)     # only the missing ones are added
     else:
-        texts = bar(iter_texts(documents_path, int(cfg.max_train_mb * 1e6)), desc=f"tokenizer ({cfg.kind})",
-                    unit="doc")
+        texts = bar(iter_texts(documents_path, int(cfg.max_train_mb * 1e6), language_alpha, seed),
+                    desc=f"tokenizer ({cfg.kind})", unit="doc")
         if cfg.kind == "char":
             tok = _char(texts)
         else:

@@ -4,7 +4,8 @@ The batch at step s is a pure function of (seed, s): this makes the data positio
 a checkpoint just its step number, which is what makes resume exact, and lets every
 rank of a distributed run compute the same global batch and take its own slice of it.
 
-  TokenBatches   windows at random offsets (transformers): {"input_ids", "labels"}
+  TokenBatches   windows at random offsets (transformers): {"input_ids", "labels"}; with a
+                 language mix (data/language_mix.py), each window's language drawn first
   StreamBatches  contiguous streams read window after window (recurrent models, whose
                  state runs on from one window to the next): adds "resets", "stream"
                  and "restart"
@@ -47,10 +48,11 @@ class ItemBatches:
 
 class TokenBatches:
     def __init__(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int,
-                 grad_accum: int = 1, rank: int = 0, world: int = 1):
+                 grad_accum: int = 1, rank: int = 0, world: int = 1, mix=None):
         if len(tokens) < seq_len + 2:
             raise ValueError(f"{len(tokens)} tokens are too few for windows of {seq_len}")
         self.tokens = tokens
+        self.mix = mix
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.grad_accum = grad_accum
@@ -64,8 +66,9 @@ class TokenBatches:
     def get(self, step: int, micro: int) -> dict[str, torch.Tensor]:
         """Inputs and next-token labels for one micro-batch of this rank at `step`."""
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        starts = torch.randint(0, len(self.tokens) - self.seq_len - 1, (self.global_batch,), generator=gen)
-        return windows(self.tokens, _rows(starts.tolist(), self.rank, self.grad_accum, micro, self.batch_size),
+        starts = self.mix.starts(self.global_batch, gen) if self.mix is not None else \
+            torch.randint(0, len(self.tokens) - self.seq_len - 1, (self.global_batch,), generator=gen).tolist()
+        return windows(self.tokens, _rows(starts, self.rank, self.grad_accum, micro, self.batch_size),
                        self.seq_len)
 
 

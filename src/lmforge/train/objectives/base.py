@@ -21,9 +21,10 @@ class Objective:
     distributed = True     # trains under torchrun (DDP / FSDP)
 
     def train_batches(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int,
-                      grad_accum: int = 1, rank: int = 0, world: int = 1):
-        """An object with get(step, micro) -> batch dict, `global_batch` and `seq_len`."""
-        return TokenBatches(tokens, seq_len, batch_size, seed, grad_accum, rank, world)
+                      grad_accum: int = 1, rank: int = 0, world: int = 1, mix=None):
+        """An object with get(step, micro) -> batch dict, `global_batch` and `seq_len`.
+        mix: a LanguageMix that picks each window's language (multilingual token shards)."""
+        return TokenBatches(tokens, seq_len, batch_size, seed, grad_accum, rank, world, mix)
 
     def val_batches(self, tokens: np.ndarray, seq_len: int, n_windows: int, batch_size: int,
                     seed: int) -> list[dict]:

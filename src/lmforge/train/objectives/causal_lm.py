@@ -31,10 +31,13 @@ class CausalLM(Objective):
         self.carried: dict[int, torch.Tensor] = {}   # stream -> the state at the end of its last window
 
     def train_batches(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int,
-                      grad_accum: int = 1, rank: int = 0, world: int = 1):
+                      grad_accum: int = 1, rank: int = 0, world: int = 1, mix=None):
         if self.recurrent:
+            if mix is not None and mix.alpha != 1.0:
+                raise ValueError("data.language_alpha below 1 needs window batches; a recurrent model reads "
+                                 "its streams in order (set data.language_alpha = 1)")
             return StreamBatches(tokens, seq_len, batch_size, self.bos_id, grad_accum, rank, world)
-        return super().train_batches(tokens, seq_len, batch_size, seed, grad_accum, rank, world)
+        return super().train_batches(tokens, seq_len, batch_size, seed, grad_accum, rank, world, mix)
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         if not self.recurrent or "stream" not in batch:

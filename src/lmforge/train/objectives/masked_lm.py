@@ -96,8 +96,8 @@ class MaskedLM(Objective):
                            starts=self.starts)
 
     def train_batches(self, tokens: np.ndarray, seq_len: int, batch_size: int, seed: int,
-                      grad_accum: int = 1, rank: int = 0, world: int = 1):
-        return _Masked(super().train_batches(tokens, seq_len, batch_size, seed, grad_accum, rank, world),
+                      grad_accum: int = 1, rank: int = 0, world: int = 1, mix=None):
+        return _Masked(super().train_batches(tokens, seq_len, batch_size, seed, grad_accum, rank, world, mix),
                        self, seed)
 
     def val_batches(self, tokens: np.ndarray, seq_len: int, n_windows: int, batch_size: int,
