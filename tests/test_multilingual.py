@@ -316,3 +316,35 @@ def test_the_multilingual_recipe_reads_six_languages_in_three_scripts():
     assert set(languages) == {"en", "de", "fr", "ru", "ja", "zh"}
     assert any("\u0400" <= ch <= "\u04ff" for ch in languages["ru"])
     assert any("\u4e00" <= ch <= "\u9fff" for ch in languages["zh"])
+
+
+def test_the_language_table_divides_each_languages_cost_by_its_own_bytes():
+    from lmforge.eval.languages import language_rows, language_summary, language_table
+    counts = {"en": {"train_tokens": 800, "train_docs": 10, "train_bytes": 3000, "val_tokens": 90, "val_docs": 2,
+                     "val_bytes": 300},
+              "de": {"train_tokens": 200, "train_docs": 5, "train_bytes": 700, "val_tokens": 30, "val_docs": 1,
+                     "val_bytes": 120},
+              "ja": {"train_tokens": 50, "train_docs": 1, "train_bytes": 150, "val_tokens": 0, "val_docs": 0,
+                     "val_bytes": 0}}
+    val = np.arange(120)
+    languages = {"counts": counts, "val": LanguageSegments([("en", 0, 50), ("de", 50, 80), ("en", 80, 120)])}
+    calls = {}
+
+    def score(stream, ordinary):        # 0.5 nats for every ordinary token
+        calls[len(stream)] = ordinary
+        return 0.5 * ordinary
+    table = language_table(score, languages, val, alpha=0.5)
+    assert calls == {90: 86, 30: 28}       # en: 50 + 40 tokens, 4 of them BOS/EOS; de: 30, 2 of them
+    en, de, ja = (table["by_language"][k] for k in ("en", "de", "ja"))
+    assert en["bits_per_byte"] == pytest.approx(0.5 * 86 / math.log(2) / 300, abs=1e-4)
+    assert de["bits_per_byte"] == pytest.approx(0.5 * 28 / math.log(2) / 120, abs=1e-4)
+    assert "bits_per_byte" not in ja                                  # no validation text: not scored
+    assert en["bytes_per_token"] == pytest.approx(3300 / (890 - 24), abs=1e-4)
+    assert ja["bytes_per_token"] == pytest.approx(150 / 48, abs=1e-4)
+    assert en["train_share"] == pytest.approx(800 / 1050, abs=1e-4)
+    w = {k: c["train_tokens"] ** 0.5 for k, c in counts.items()}
+    assert de["sampled_share"] == pytest.approx(w["de"] / sum(w.values()), abs=1e-4)
+    assert table["bits_per_byte_spread"] == pytest.approx(en["bits_per_byte"] - de["bits_per_byte"], abs=2e-4)
+    assert language_rows(table)[2] == ["ja", ja["bytes_per_token"], "no validation text", "4.8%",
+                                       f"{ja['sampled_share']:.1%}", 0]
+    assert "p ∝ n^0.5" in language_summary(table) and str(table["bits_per_byte_spread"]) in language_summary(table)

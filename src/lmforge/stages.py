@@ -414,11 +414,12 @@ def _evaluate_encoder(run: RunDir, recipe: Recipe, model, train_tokens, val_toke
 
 
 def _evaluate_languages(run: RunDir, recipe: Recipe, model, val_tokens, window: int) -> dict | None:
-    """Per-language fertility and bits per byte (eval/languages.py) for multilingual shards."""
+    """Per-language fertility and bits per byte (eval/languages.py) for shards whose documents
+    have a language."""
     from lmforge.data.language_mix import read_languages
     from lmforge.eval.languages import language_table
     languages = read_languages(run.tokens)
-    if languages is None or len(languages["counts"]) < 2:
+    if languages is None:
         return None
     ec = recipe.eval
     if recipe.train.objective == "masked_lm":

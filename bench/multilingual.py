@@ -1,0 +1,111 @@
+"""What temperature sampling buys a multilingual encoder, and whether it aligns its languages.
+
+    python bench/multilingual.py                 # ~25 minutes on 2 cores
+    python bench/multilingual.py --steps 200     # a quicker look
+
+Trains recipes/multilingual.toml three times for the same number of steps (so the machine's
+speed does not change the comparison): with the recipe's alpha, with alpha = 1 (languages in
+proportion to their data) and on its English sources only. Prints one JSON line per language
+and run (bytes per token, bits per byte, shares of the data and of the training windows), one
+per run and retrieval metric (Multi30K, tasks/multi30k-retrieval.toml), also for an untrained
+encoder of the same shape (what shared tokens alone give), and a summary line last.
+Needs ../shared/data (ud_sentences, multi30k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "multilingual.toml"
+TASK = "multi30k-retrieval"
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def lmforge(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "lmforge.cli", *args], check=True, cwd=ROOT,
+                   env={**os.environ, "LMFORGE_NO_PROGRESS": "1"})
+
+
+def english_only_recipe(out: Path) -> Path:
+    from lmforge.recipe import load_recipe, to_toml
+    recipe = load_recipe(RECIPE)
+    english = [s for s in recipe.data.sources if s.language == "en"]
+    recipe = dataclasses.replace(recipe, name="multilingual-english-only",
+                                 data=dataclasses.replace(recipe.data, sources=english, language_alpha=1.0))
+    path = out / "english-only.toml"
+    path.write_text(to_toml(recipe))
+    return path
+
+
+def untrained_copy(trained: Path, out: Path) -> Path:
+    """An encoder of the trained run's shape and tokenizer, at its initial weights."""
+    import shutil
+    from lmforge.models.io import find_weights, read_model_config, save_weights
+    from lmforge.models.registry import build_model
+    from lmforge.recipe import load_recipe
+    cfg = read_model_config(find_weights(trained))
+    torch.manual_seed(load_recipe(trained / "recipe.toml").seed)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(build_model(cfg).state_dict(), cfg, out)
+    shutil.copytree(trained / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-multilingual")
+    args = ap.parse_args()
+    from lmforge.eval.harness import run_tasks
+    from lmforge.recipe import load_recipe
+
+    alpha = load_recipe(RECIPE).data.language_alpha
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = {f"alpha={alpha:g}": (RECIPE, alpha), "alpha=1": (RECIPE, 1.0),
+            "english-only": (english_only_recipe(args.out), 1.0)}
+    tables = {}
+    for label, (recipe, a) in runs.items():
+        run = args.out / label
+        lmforge("run", str(recipe), "--out", str(run), "--force", "--set", f"data.language_alpha={a}",
+                "--set", f"train.max_steps={args.steps}", "--set", "train.time_budget_s=0")
+        table = json.loads((run / "eval" / "pretrain.json").read_text()).get("languages")
+        tables[label] = table
+        for lang, row in (table or {}).get("by_language", {}).items():
+            print(json.dumps({"run": label, "language": lang, **row}), flush=True)
+    models = [args.out / label for label in runs] + [untrained_copy(args.out / f"alpha={alpha:g}",
+                                                                    args.out / "untrained")]
+    results = run_tasks(models, [TASK])["results"]
+    recall = {}
+    for model, tasks in results.items():
+        metrics = tasks[TASK]["metrics"]
+        for name, entry in metrics.items():
+            print(json.dumps({"run": model, "task": TASK, "metric": name, "value": entry["value"]}), flush=True)
+        at1 = [e["value"] for n, e in metrics.items() if n.endswith("recall@1") and not n.startswith("chance")]
+        recall[model] = round(sum(at1) / len(at1), 4)
+    balanced, proportional = tables[f"alpha={alpha:g}"]["by_language"], tables["alpha=1"]["by_language"]
+    print(json.dumps({
+        "summary": "multilingual", "cpu": cpu_name(), "steps": args.steps, "alpha": alpha,
+        "bits_per_byte_change": {lang: round(balanced[lang]["bits_per_byte"] - proportional[lang]["bits_per_byte"], 4)
+                                 for lang in balanced if "bits_per_byte" in balanced[lang]},
+        "spread": {label: t["bits_per_byte_spread"] for label, t in tables.items() if t},
+        "mean_recall_at_1": recall, "chance_recall_at_1": 0.001}))
+
+
+if __name__ == "__main__":
+    main()
