@@ -49,7 +49,8 @@ GROUPS = {
     "serving": (["serve/formatting.py", "serve/responses.py", "serve/limits.py", "serve/audit.py"],
                 ["test_serve_api.py", "test_serve_wire.py"]),
     "chat": (["infer/template.py", "infer/chat_repl.py"], ["test_infer_chat_repl.py", "test_conversations.py"]),
-    "data": (["data/dedup.py", "data/pii.py", "data/quality.py"], ["test_data_steps.py", "test_data_pipeline.py"]),
+    "data": (["data/dedup.py", "data/pii.py", "data/quality.py"],
+             ["test_data_steps.py", "test_data_pipeline.py", "test_dedup.py", "test_quality_rules.py"]),
     "multilingual": (["data/language_mix.py", "eval/languages.py", "eval/retrieval.py"],
                      ["test_multilingual.py::" + t for t in (
                          "test_language_weights_follow_the_temperature",

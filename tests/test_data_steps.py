@@ -374,3 +374,28 @@ def test_shingles_are_lower_cased_words_alike_in_ascii_and_unicode():
     assert shingle_hashes("one two three", 2).tolist() != shingle_hashes("two one three", 2).tolist()   # order counts
     assert all(h < 2 ** 32 for h in shingle_hashes("a b c d e f g", 3).tolist())
     assert len(shingle_hashes("", 3)) == 1 and len(shingle_hashes("one", 3)) == 1     # short texts: one shingle
+
+
+@pytest.mark.parametrize("text, kinds, expected, hits", [
+    ('api_key = "abcdefghijklmnop1234"', ["secret"], 'api_key = "<SECRET>"', {"secret": 1}),
+    ("config: PASSWORD: hunter2hunter2hunter2 end", ["secret"], "config: PASSWORD: <SECRET> end", {"secret": 1}),
+    ("mail jane@example.org now", ["phone"], "mail jane@example.org now", {}),     # only the kinds asked for
+    ("IBAN XGB82 WEST 1234 5698 7654 32", ["iban"], "IBAN XGB82 WEST 1234 5698 7654 32", {}),   # glued to a letter
+    ("see v8.8.8.8 here", ["ip"], "see v8.8.8.8 here", {}),
+    ("bad 999.999.1.1 address", ["ip"], "bad 999.999.1.1 address", {}),         # not an address at all
+    ("host 2a00::1 here", ["ip"], "host 2a00::1 here", {}),                     # 5 hex digits: a scope, not a host
+    ("host 2a00::1:2 here", ["ip"], "host <IP_ADDRESS> here", {"ip": 1}),        # 6: an address
+    ("هاتف +٤٤ ٢٠ ٧٩٤٦ ٠٩٥٨ الآن", ["phone"], "هاتف <PHONE> الآن", {"phone": 1}),   # digits of another script
+])
+def test_redact_exact_output(text, kinds, expected, hits):
+    from lmforge.data.pii import redact
+    assert redact(text, kinds) == (expected, hits)
+
+
+def test_pii_max_hits_drops_only_above_the_limit():
+    from lmforge.data.pii import Pii
+    text = "a@example.org b@example.org c@example.org"
+    kept, rec = run(Pii(PiiConfig(max_hits=3)), text)
+    assert kept is not None and kept.text == "<EMAIL> <EMAIL> <EMAIL>" and rec.counts == {"email": 3}
+    dropped, rec = run(Pii(PiiConfig(max_hits=2)), text)
+    assert dropped is None and rec.reason == "3 PII items > max_hits 2"
