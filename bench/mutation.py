@@ -35,7 +35,7 @@ SRC = "src/lmforge/"
 GROUPS = {
     "sampling": (["infer/sampling.py"], ["test_sampling.py", "test_infer_engine.py"]),
     "objectives": (["train/objectives/*.py"],
-                   ["test_objectives.py", "test_sft_objective.py", "test_masked_lm.py",
+                   ["test_objectives.py", "test_objectives_lm.py", "test_sft_objective.py", "test_masked_lm.py",
                     "test_dpo.py::test_the_loss_equals_a_hand_computation",
                     "test_dpo.py::test_sequence_log_probabilities_cover_exactly_the_answer_tokens",
                     "test_families.py::test_resets_zero_the_state_exactly_where_a_document_starts",
