@@ -1,7 +1,7 @@
 """What temperature sampling buys a multilingual encoder, and whether it aligns its languages.
 
-    python bench/multilingual.py                 # ~25 minutes on 2 cores
-    python bench/multilingual.py --steps 200     # a quicker look
+    python bench/multilingual.py                 # ~25 minutes on 2 cores (250 steps a run)
+    python bench/multilingual.py --steps 100     # a quicker look
 
 Trains recipes/multilingual.toml three times for the same number of steps (so the machine's
 speed does not change the comparison): with the recipe's alpha, with alpha = 1 (languages in
@@ -69,7 +69,7 @@ def untrained_copy(trained: Path, out: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-multilingual")
     args = ap.parse_args()
     from lmforge.eval.harness import run_tasks

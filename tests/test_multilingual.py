@@ -348,3 +348,22 @@ def test_the_language_table_divides_each_languages_cost_by_its_own_bytes():
     assert language_rows(table)[2] == ["ja", ja["bytes_per_token"], "no validation text", "4.8%",
                                        f"{ja['sampled_share']:.1%}", 0]
     assert "p ∝ n^0.5" in language_summary(table) and str(table["bits_per_byte_spread"]) in language_summary(table)
+
+
+def test_embed_prints_the_embedders_vectors_and_their_similarities(multi_run):
+    from lmforge.infer.embedder import Embedder
+    texts = ["the quick brown fox", "der Hund und die Katze"]
+    result = lmforge("embed", str(multi_run), "--text", texts[0], "--text", texts[1], "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    embedder = Embedder.from_run(multi_run)
+    expected = embedder.embed(embedder.encode(texts))
+    assert [r["text"] for r in rows] == texts
+    torch.testing.assert_close(torch.tensor([r["embedding"] for r in rows]), expected, atol=2e-6, rtol=0)
+    table = lmforge("embed", str(multi_run), "--text", texts[0], "--text", texts[1])
+    lines = table.stdout.splitlines()
+    assert lines[0] == f"2 texts, {expected.shape[1]} dimensions; cosine similarity:"
+    assert lines[1].split()[1:3] == ["1.000", f"{float(expected[0] @ expected[1]):.3f}"]
+    missing = lmforge("embed", str(multi_run))
+    assert missing.returncode == 2 and missing.stderr.strip() == \
+        "lmforge: error: embed needs --text TEXT (repeatable) or --file FILE (one text per line)"

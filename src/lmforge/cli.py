@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from lmforge.cli_reading import add_reading_verbs
 from lmforge.errors import UserError
 
 QUICKSTART_RECIPE = "quickstart.toml"
@@ -123,37 +124,6 @@ def cmd_eval(args) -> None:
         from lmforge.rundir import RunDir
         run = RunDir.open(args.run)
         stages.report(run, load_recipe(run.recipe_path))
-
-
-def cmd_fill_mask(args) -> None:
-    from lmforge.eval.fill_mask import fill_mask
-    from lmforge.models.io import find_weights, load_model
-    from lmforge.models.registry import family_of
-    from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
-    path = Path(args.run)
-    ckpt = find_weights(path)
-    model = load_model(ckpt)
-    if "masked_lm" not in family_of(model).objectives:
-        raise UserError(f"{path} holds a model of arch '{model.cfg.arch}', which has no masked-LM head; "
-                        f"fill-mask needs an encoder (model.arch = \"bert\")")
-    tokenizer = load_tokenizer(find_tokenizer_dir(path, ckpt))
-    for i, candidates in enumerate(fill_mask(model, tokenizer, args.text, args.top_k)):
-        print(f"mask {i + 1}: " + "  ".join(f"{tok!r} {p:.3f}" for tok, p in candidates))
-
-
-def cmd_classify(args) -> None:
-    from lmforge.infer.classifier import Classifier
-    texts = list(args.text or [])
-    if args.file:
-        texts += [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not texts:
-        raise UserError("classify needs --text TEXT (repeatable) or --file FILE (one text per line)")
-    classifier = Classifier.from_run(args.run)
-    for text, result in zip(texts, classifier.classify(texts)):
-        if args.json:
-            print(json.dumps({"text": text, **result}, ensure_ascii=False))
-        else:
-            print(f"{result['label']}\t{result['scores'][result['label']]:.3f}\t{text}")
 
 
 def cmd_export(args) -> None:
@@ -389,24 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("fill-mask", help="an encoder's most likely tokens for each <|mask|> in a text")
-    p.add_argument("run")
-    p.add_argument("--text", required=True, help="text with one or more <|mask|> (or [MASK]) tokens")
-    p.add_argument("--top-k", type=int, default=5)
-    p.set_defaults(func=cmd_fill_mask)
-
     p = sub.add_parser("merge", help="fold a LoRA run's adapter into full weights")
     p.add_argument("run")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("classify", help="a classifier run's label for each text")
-    p.add_argument("run")
-    p.add_argument("--text", action="append", help="a text to classify (repeatable)")
-    p.add_argument("--file", help="a file of texts, one per line")
-    p.add_argument("--json", action="store_true", help="one JSON object per text, with every label's probability")
-    p.set_defaults(func=cmd_classify)
+    add_reading_verbs(sub)
 
     p = sub.add_parser("chat", help="interactive chat in the terminal")
     p.add_argument("run")

@@ -73,7 +73,8 @@ def data_card(stats: dict, cfg: DataConfig) -> str:
               f"max {out['max_bytes']:,} B, median in the {_median_bin(edges, counts)} B bin.", ""]
     lines += ["Licences of kept documents: " + ", ".join(f"{k} ({v:,})" for k, v in out["licences"].items()),
               "", "Languages of kept documents: " + ", ".join(f"{k} ({v:,})" for k, v in out["languages"].items())
-              + ("" if "langid" in stats["steps_run"] else " (the langid step was not run)"), ""]
+              + ("" if "langid" in stats["steps_run"] or "not identified" not in out["languages"]
+                 else " (the langid step was not run)"), ""]
     if stats["pii"]:
         lines += ["Personal data found and replaced by placeholders: "
                   + ", ".join(f"{k} {v:,}" for k, v in sorted(stats["pii"].items())) + ".", ""]
