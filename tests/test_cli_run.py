@@ -308,3 +308,12 @@ def test_not_a_run_directory_is_not_overwritten(tmp_path):
     assert out.returncode == 2 and "not empty" in out.stderr
     assert (victim / "notes.txt").read_text() == "precious"
     shutil.rmtree(victim)
+
+
+def test_a_directory_holding_only_a_stale_lock_can_start_a_run(tmp_path):
+    from lmforge.rundir import LOCK, RunDir
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    (stopped / LOCK).write_text("12345\n")          # what a run killed while starting over leaves
+    run, _ = RunDir.for_writing(str(stopped), str(tiny_recipe(tmp_path, tiny_corpus_dir(tmp_path))), [])
+    assert run.recipe_path.is_file()

@@ -119,7 +119,8 @@ class RunDir:
                 diff = _first_difference(existing.to_dict(), recipe.to_dict())
                 raise UserError(f"{run.path} holds a run of a different recipe ({diff}); "
                                 f"use another --out or pass --force to start over")
-        elif run.path.exists() and any(run.path.iterdir()):
+        elif run.path.exists() and any(p.name != LOCK for p in run.path.iterdir()):
+            # (a lone .lock is what a run stopped while starting over leaves: its lock died with it)
             raise UserError(f"{run.path} is not empty and is not an lmforge run directory")
         run.path.mkdir(parents=True, exist_ok=True)
         atomic.write_text(run.recipe_path, to_toml(recipe))
