@@ -38,7 +38,8 @@ def cpu_name() -> str:
 
 
 def lmforge(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "lmforge.cli", *args], check=True, cwd=ROOT,
+    # its messages go to stderr: stdout is this benchmark's JSON
+    subprocess.run([sys.executable, "-m", "lmforge.cli", *args], check=True, cwd=ROOT, stdout=sys.stderr,
                    env={**os.environ, "LMFORGE_NO_PROGRESS": "1"})
 
 
