@@ -7,8 +7,9 @@ Trains recipes/multilingual.toml three times for the same number of steps (so th
 speed does not change the comparison): with the recipe's alpha, with alpha = 1 (languages in
 proportion to their data) and on its English sources only. Prints one JSON line per language
 and run (bytes per token, bits per byte, shares of the data and of the training windows), one
-per run and retrieval metric (Multi30K, tasks/multi30k-retrieval.toml), also for an untrained
-encoder of the same shape (what shared tokens alone give), and a summary line last.
+per run and retrieval metric (Multi30K, tasks/multi30k-retrieval.toml), with raw and with
+per-language centred embeddings, also for an untrained encoder of the same shape (what shared
+tokens alone give), and a summary line last. `--reuse` keeps finished runs and redoes retrieval.
 Needs ../shared/data (ud_sentences, multi30k).
 """
 
@@ -72,8 +73,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=250)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-multilingual")
+    ap.add_argument("--reuse", action="store_true", help="keep runs already evaluated in --out (retrieval only)")
     args = ap.parse_args()
-    from lmforge.eval.harness import run_tasks
+    from lmforge.eval.backends import LmforgeLM
+    from lmforge.eval.datasets import read_aligned
+    from lmforge.eval.harness import embedding_function
+    from lmforge.eval.retrieval import evaluate_retrieval
+    from lmforge.eval.tasks import load_task
     from lmforge.recipe import load_recipe
 
     alpha = load_recipe(RECIPE).data.language_alpha
@@ -83,22 +89,29 @@ def main() -> None:
     tables = {}
     for label, (recipe, a) in runs.items():
         run = args.out / label
-        lmforge("run", str(recipe), "--out", str(run), "--force", "--set", f"data.language_alpha={a}",
-                "--set", f"train.max_steps={args.steps}", "--set", "train.time_budget_s=0")
+        if not (args.reuse and (run / "eval" / "pretrain.json").is_file()):
+            lmforge("run", str(recipe), "--out", str(run), "--force", "--set", f"data.language_alpha={a}",
+                    "--set", f"train.max_steps={args.steps}", "--set", "train.time_budget_s=0")
         table = json.loads((run / "eval" / "pretrain.json").read_text()).get("languages")
         tables[label] = table
         for lang, row in (table or {}).get("by_language", {}).items():
             print(json.dumps({"run": label, "language": lang, **row}), flush=True)
-    models = [args.out / label for label in runs] + [untrained_copy(args.out / f"alpha={alpha:g}",
-                                                                    args.out / "untrained")]
-    results = run_tasks(models, [TASK])["results"]
+    models = {label: args.out / label for label in runs}
+    models["untrained"] = untrained_copy(args.out / f"alpha={alpha:g}", args.out / "untrained")
+    task = load_task(TASK)
+    texts = read_aligned(task)
     recall = {}
-    for model, tasks in results.items():
-        metrics = tasks[TASK]["metrics"]
-        for name, entry in metrics.items():
-            print(json.dumps({"run": model, "task": TASK, "metric": name, "value": entry["value"]}), flush=True)
-        at1 = [e["value"] for n, e in metrics.items() if n.endswith("recall@1") and not n.startswith("chance")]
-        recall[model] = round(sum(at1) / len(at1), 4)
+    for label, path in models.items():
+        embed = embedding_function(LmforgeLM(path))
+        cache = {}       # each language embedded once, scored raw and centred
+        for center in (False, True):
+            metrics = evaluate_retrieval(lambda lines: cache.setdefault(id(lines), embed(lines)), texts,
+                                         task.data.language, center=center)["metrics"]
+            for name, entry in metrics.items():
+                print(json.dumps({"run": label, "task": TASK, "centered": center, "metric": name,
+                                  "value": entry["value"]}), flush=True)
+            at1 = [e["value"] for n, e in metrics.items() if n.endswith("recall@1") and not n.startswith("chance")]
+            recall[f"{label}{' centered' if center else ''}"] = round(sum(at1) / len(at1), 4)
     balanced, proportional = tables[f"alpha={alpha:g}"]["by_language"], tables["alpha=1"]["by_language"]
     print(json.dumps({
         "summary": "multilingual", "cpu": cpu_name(), "steps": args.steps, "alpha": alpha,

@@ -367,3 +367,21 @@ def test_embed_prints_the_embedders_vectors_and_their_similarities(multi_run):
     missing = lmforge("embed", str(multi_run))
     assert missing.returncode == 2 and missing.stderr.strip() == \
         "lmforge: error: embed needs --text TEXT (repeatable) or --file FILE (one text per line)"
+
+
+def test_centring_takes_away_what_a_language_shares():
+    from lmforge.eval.retrieval import centered, evaluate_retrieval
+    torch.manual_seed(0)
+    meaning = F.normalize(torch.randn(50, 16), dim=-1)
+    accent = {"en": torch.randn(16) * 3, "de": torch.randn(16) * 3}       # one large offset per language
+    texts = {"en": [str(i) for i in range(50)], "de": [str(i) for i in range(50)]}
+    vectors = {lang: F.normalize(meaning + accent[lang] + 0.1 * torch.randn(50, 16), dim=-1) for lang in texts}
+    embed = {"en": lambda lines: vectors["en"], "de": lambda lines: vectors["de"]}
+    calls = iter(["en", "de"])
+    raw = evaluate_retrieval(lambda lines: embed[next(calls)](lines), texts, "en")
+    calls = iter(["en", "de"])
+    fair = evaluate_retrieval(lambda lines: embed[next(calls)](lines), texts, "en", center=True)
+    assert raw["metrics"]["en->de recall@1"]["value"] < 0.2 and fair["metrics"]["en->de recall@1"]["value"] == 1.0
+    c = centered(vectors["en"])
+    torch.testing.assert_close(c.mean(0) @ c.mean(0), torch.tensor(0.0), atol=1e-3, rtol=0)
+    torch.testing.assert_close(c.norm(dim=1), torch.ones(50))

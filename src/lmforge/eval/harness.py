@@ -66,7 +66,8 @@ def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int
         return {"task": task.name, "kind": task.kind, "model": lm.name, "n": out.pop("n"), "num_fewshot": 0,
                 "chat": False, "limit": limit, "seed": seed, "seconds": round(time.perf_counter() - started, 2), **out}
     if task.kind == "retrieval":
-        out = evaluate_retrieval(embedding_function(lm), read_aligned(task, limit), task.data.language)
+        out = evaluate_retrieval(embedding_function(lm), read_aligned(task, limit), task.data.language,
+                                 center=task.metrics.center_embeddings)
         return {"task": task.name, "kind": task.kind, "model": lm.name, "n": out.pop("n"), "num_fewshot": 0,
                 "chat": False, "limit": limit, "seed": seed, "seconds": round(time.perf_counter() - started, 2), **out}
     rows = read_rows(task)

@@ -76,6 +76,7 @@ class MetricSpec:
     rouge_stemmer: bool = True
     rouge_tokenizer: str = "default"   # "unicode" keeps non-Latin scripts
     bootstrap: int = 1000        # resamples for 95% intervals; 0 or 1 = none
+    center_embeddings: bool = False   # retrieval: subtract each language's mean embedding first
 
 
 @dataclass
