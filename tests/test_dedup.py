@@ -100,6 +100,10 @@ def test_the_band_index_answers_like_a_dict_across_flushes():
             query = [key if b == band else 7 for b in range(bands)]
             assert index.first_owner(query) == expected(query)
     assert index.first_owner([max(pool)] * bands) == expected([max(pool)] * bands)
+    top = _BandIndex(2, flush_every=1)
+    top.add([5, 9], owner=0)
+    top.add([(1 << 64) - 1, 7], owner=1)                 # the largest key of the sorted array
+    assert top.first_owner([(1 << 64) - 1, 3]) == 1 and top.first_owner([4, 9]) == 0
 
 
 def test_exact_dedup_of_text_with_lone_surrogates():

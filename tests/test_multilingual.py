@@ -385,3 +385,31 @@ def test_centring_takes_away_what_a_language_shares():
     c = centered(vectors["en"])
     torch.testing.assert_close(c.mean(0) @ c.mean(0), torch.tensor(0.0), atol=1e-3, rtol=0)
     torch.testing.assert_close(c.norm(dim=1), torch.ones(50))
+
+
+def test_language_runs_merge_neighbours_and_round_trip_through_the_file(tmp_path):
+    from lmforge.data.language_mix import LANGUAGES_FILE, LanguageRuns, write_languages
+    train, val = LanguageRuns(), LanguageRuns()
+    for lang, n in [("en", 5), ("en", 3), ("de", 4), ("en", 2), ("und", 6)]:
+        train.add(lang, n)
+    val.add("de", 7)
+    assert train.runs == [["en", 0, 8], ["de", 8, 12], ["en", 12, 14], ["und", 14, 20]] and train.position == 20
+    counts = {"en": {"train_tokens": 10}, "de": {"train_tokens": 4}}
+    write_languages(tmp_path / LANGUAGES_FILE, counts, train, val)
+    back = read_languages(tmp_path)
+    assert back["counts"] == counts
+    assert back["train"].runs == [("en", 0, 8), ("de", 8, 12), ("en", 12, 14), ("und", 14, 20)]
+    assert back["val"].runs == [("de", 0, 7)]
+    assert back["train"].languages() == ["de", "en", "und"]
+    assert back["train"].tokens() == {"en": 10, "de": 4, "und": 6}
+    tokens = np.arange(20)
+    assert back["train"].stream(tokens, "en").tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 12, 13]
+    assert back["train"].stream(tokens, "ja").tolist() == []
+    assert read_languages(tmp_path / "nowhere") is None
+
+
+def test_a_mix_whose_windows_cannot_fit_is_refused():
+    with pytest.raises(UserError, match="the training split's 40 tokens are too few for windows of 64"):
+        LanguageMix(LanguageSegments([("en", 0, 40)]), 0.5, 40, 64)
+    with pytest.raises(ValueError, match="no language has any data"):
+        language_weights({"en": 0}, 0.5)

@@ -188,3 +188,17 @@ def test_edge_texts_are_decided_without_errors():
 def test_letter_words_on_ascii_agree_with_the_unicode_definition(text):
     words = text.split()
     assert _letter_words(text, words) == sum(any(ch.isalpha() for ch in w) for w in words)
+
+
+def test_rule_details_in_the_corners():
+    no_top = dict(ONLY_REPETITION, top_ngram_char_frac=[10.0] * 3)      # overlapping copies pass 1
+    same = "x x x x x x x x"                                   # every 5-gram the same one
+    assert verdict(same, **no_top, dup_ngram_char_frac=[ALWAYS] + [NEVER] * 5) == \
+        f"gopher_dup_ngram: repeated 5-grams cover {dup_ngram(same.split(), 5):.2f} > -1.0"
+    # the 2-gram bound (6 words x 2 characters / 6) meets its limit, so counting moves on to 3-grams
+    assert verdict("a b c a b c", **ONLY_REPETITION, top_ngram_char_frac=[2.0, ALWAYS, NEVER],
+                   dup_ngram_char_frac=[NEVER] * 6) == "gopher_top_ngram: top 3-gram covers 1.00 > -1.0"
+    assert verdict("one.\n", **ONLY_FINEWEB, fineweb_short_line_thr=1.0, fineweb_new_line_ratio=0.7) == \
+        "fineweb_new_lines: 1.00 line breaks per word"
+    assert verdict("A line with { in it, to be sure.", gopher=False, gopher_repetition=False, c4=True) == \
+        "c4_curly_bracket: contains '{'"
