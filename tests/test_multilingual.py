@@ -33,6 +33,7 @@ def test_language_weights_follow_the_temperature():
     # alpha = 0.5: 30 : 10
     assert language_weights(sizes, 0.5) == pytest.approx({"en": 0.75, "de": 0.25})
     assert language_weights({"en": 5, "xx": 0}, 0.3) == {"en": 1.0}      # a language without data is not drawn
+    assert language_weights({"en": 5, "de": 1}, 1.0) == pytest.approx({"en": 5 / 6, "de": 1 / 6})
 
 
 def test_repeat_rates_keep_the_text_size_and_give_the_sampled_mix():
@@ -50,6 +51,7 @@ def test_repeat_rates_keep_the_text_size_and_give_the_sampled_mix():
     assert used["de"] == pytest.approx(250, abs=4 * math.sqrt(100 * 0.25))
     assert used["en"] == pytest.approx(750, abs=4 * math.sqrt(900 * 0.83 * 0.17))
     assert Counter(resample(docs, lambda d: d[0], rates, seed=3)) == copies      # seeded: the same every time
+    assert list(resample([("ja", 1), ("ja", 2)], lambda d: d[0], rates, seed=3)) == [("ja", 1), ("ja", 2)]
 
 
 def test_windows_sample_each_language_as_often_as_alpha_says():
@@ -76,7 +78,25 @@ def test_windows_sample_each_language_as_often_as_alpha_says():
     for lang, p in expected.items():
         assert seen[lang] / n == pytest.approx(p, abs=4 * math.sqrt(p * (1 - p) / n))
     # the batch is a pure function of the step: resume sees the same windows
-    assert torch.equal(batches.get(7, 0)["input_ids"], batches.get(7, 0)["input_ids"])
+    first = batches.get(7, 0)["input_ids"]
+    torch.manual_seed(1234)                                # torch's global generator plays no part
+    assert torch.equal(first, batches.get(7, 0)["input_ids"])
+    assert mix.alpha == 0.3
+
+
+def test_window_starts_cover_each_run_of_a_language_and_nothing_else():
+    seq_len = 8
+    # ja: two runs with one start position each; de: a run that begins where no window fits any more
+    runs = [("en", 0, 500), ("ja", 500, 501), ("en", 501, 900), ("ja", 900, 901), ("en", 901, 1000),
+            ("de", 1000 - seq_len - 1, 1000)]
+    mix = LanguageMix(LanguageSegments(runs), 0.0, 1000, seq_len)
+    assert set(mix.weights) == {"en", "ja"}
+    starts = mix.starts(4000, torch.Generator().manual_seed(5))
+    ja = [s for s in starts if s in (500, 900)]
+    assert len(ja) == pytest.approx(2000, abs=4 * 1000 ** 0.5) and set(ja) == {500, 900}
+    en = [s for s in starts if s not in (500, 900)]
+    assert all(0 <= s < 500 or 501 <= s < 900 or 901 <= s < 1000 - seq_len - 1 for s in en)
+    assert len(set(en)) > 700 and abs(np.mean(en) - 495) < 30         # spread over all of English
 
 
 def test_uniform_alpha_draws_a_small_language_as_often_as_a_large_one():
@@ -263,8 +283,11 @@ def test_the_retrieval_task_scores_an_encoder_in_both_directions(tmp_path):
     assert m["en->de recall@5"]["value"] == pytest.approx(recall_at_k(en, de)[5], abs=1e-4)
     # the numbers in the sentences are shared tokens: retrieval beats chance even untrained
     assert m["en->de recall@5"]["value"] > 5 / 30
+    assert m["de->en recall@1"]["value"] == round(recall_at_k(de, en)[1], 4)
     samples = [json.loads(x) for x in (tmp_path / "out" / "enc" / "t.samples.jsonl").open()]
+    assert len(samples) == 20 and set(samples[0]) == {"query", "language", "nearest", "translation", "found"}
     assert samples[0]["query"] == lines["en"][0] and samples[0]["translation"] == lines["de"][0]
+    assert all(s["language"] == "de" and s["found"] == (s["nearest"] == s["translation"]) for s in samples)
 
 
 def test_misaligned_retrieval_files_name_both(tmp_path):
@@ -347,6 +370,16 @@ def test_the_language_table_divides_each_languages_cost_by_its_own_bytes():
     assert table["bits_per_byte_spread"] == pytest.approx(en["bits_per_byte"] - de["bits_per_byte"], abs=2e-4)
     assert language_rows(table)[2] == ["ja", ja["bytes_per_token"], "no validation text", "4.8%",
                                        f"{ja['sampled_share']:.1%}", 0]
+    assert language_rows(table)[0][:3] == ["de", de["bytes_per_token"], de["bits_per_byte"]]
+    assert de["bits_per_byte"] == round(0.5 * 28 / math.log(2) / 120, 4)            # rounded to 4 places
+    assert en["bytes_per_token"] == round(3300 / 866, 4) and en["train_share"] == round(800 / 1050, 4)
+    assert de["sampled_share"] == round(w["de"] / sum(w.values()), 4)
+    assert table["bits_per_byte_spread"] == round(en["bits_per_byte"] - de["bits_per_byte"], 4) or \
+        abs(table["bits_per_byte_spread"] - (en["bits_per_byte"] - de["bits_per_byte"])) < 2e-4
+    assert set(en) == {"bytes_per_token", "bits_per_byte", "train_share", "sampled_share", "val_tokens", "val_bytes"}
+    unscored = language_table(score, {"counts": {"ja": counts["ja"], "ko": {**counts["ja"], "train_tokens": 0}},
+                                      "val": LanguageSegments([])}, val, alpha=0.5)
+    assert unscored["bits_per_byte_spread"] is None and unscored["by_language"]["ko"]["sampled_share"] == 0.0
     assert "p ∝ n^0.5" in language_summary(table) and str(table["bits_per_byte_spread"]) in language_summary(table)
 
 
@@ -377,6 +410,9 @@ def test_centring_takes_away_what_a_language_shares():
     texts = {"en": [str(i) for i in range(50)], "de": [str(i) for i in range(50)]}
     vectors = {lang: F.normalize(meaning + accent[lang] + 0.1 * torch.randn(50, 16), dim=-1) for lang in texts}
     embed = {"en": lambda lines: vectors["en"], "de": lambda lines: vectors["de"]}
+    calls = iter(["en", "de"])
+    assert evaluate_retrieval(lambda lines: embed[next(calls)](lines), texts, "en")["metrics"] == \
+        evaluate_retrieval(lambda lines: vectors["en" if lines is texts["en"] else "de"], texts, "en", center=False)["metrics"]
     calls = iter(["en", "de"])
     raw = evaluate_retrieval(lambda lines: embed[next(calls)](lines), texts, "en")
     calls = iter(["en", "de"])
