@@ -212,3 +212,38 @@ def test_masked_lm_uses_whole_words_when_asked():
     selected = out["labels"] != -100
     continuation = torch.nonzero(ids[0] == 3).flatten()
     assert torch.equal(selected[0, continuation], selected[0, continuation - 1])    # "##s" goes with its word
+
+
+def test_window_objectives_pass_the_language_mix_on_and_recurrent_ones_refuse_it():
+    from lmforge.data.language_mix import LanguageMix, LanguageSegments
+    from lmforge.train.objectives.base import Objective
+    from lmforge.train.batches import fixed_windows
+    mix = LanguageMix(LanguageSegments([("en", 0, 300), ("de", 300, 600)]), 0.5, 600, 8)
+    expected = mix.starts(3, torch.Generator().manual_seed(4 * 1_000_003 + 2))
+    for objective in (CausalLM(bos_id=0), MaskedLM(_tokenizer_with_late_specials())):
+        batches = objective.train_batches(TOKENS, 8, 3, seed=4, mix=mix)
+        source = getattr(batches, "source", batches)           # masked LM wraps the windows
+        assert source.mix is mix
+    assert TokenBatches(TOKENS, 8, 3, 4, mix=mix).get(2, 0)["input_ids"][:, 0].tolist() == \
+        [int(TOKENS[s]) for s in expected]
+    with pytest.raises(ValueError) as e:
+        CausalLM(recurrent=True, bos_id=0).train_batches(TOKENS, 8, 2, seed=0, mix=mix)
+    assert str(e.value) == ("data.language_alpha below 1 needs window batches; a recurrent model reads its streams "
+                            "in order (set data.language_alpha = 1)")
+    proportional = LanguageMix(LanguageSegments([("en", 0, 300), ("de", 300, 600)]), 1.0, 600, 8)
+    assert isinstance(CausalLM(recurrent=True, bos_id=0).train_batches(TOKENS, 8, 2, seed=0, mix=proportional),
+                      StreamBatches)
+    val = Objective().val_batches(TOKENS, 8, 4, 2, seed=5)
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(val, fixed_windows(TOKENS, 8, 4, 2, seed=5)))
+    assert not torch.equal(val[0]["input_ids"], fixed_windows(TOKENS, 8, 4, 2, seed=0)[0]["input_ids"])
+
+
+def test_whole_words_with_specials_added_after_the_vocabulary_and_a_single_target():
+    tok = Tokenizer(models.WordPiece({"the": 0, "##s": 1, "cat": 2, "[UNK]": 3}, unk_token="[UNK]"))
+    tok.add_special_tokens(["<|bos|>", "<|mask|>"])
+    objective = MaskedLM(tok, whole_word=True)
+    assert objective.starts.tolist() == [True, False, True, True, True, True]
+    logits = torch.nn.functional.one_hot(torch.tensor([[0, 2, 1]]), 6).float() * 10
+    labels = torch.tensor([[-100, 2, -100]])
+    _, m = objective.loss(lambda ids: logits, {"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": labels})
+    assert float(m["mlm_accuracy"]) == 1.0                     # one target, predicted right
