@@ -38,3 +38,68 @@ def test_the_report_is_the_reviewed_one(tmp_path):
     assert len(plots) == 3                         # training curves, document lengths, governance: drawn
     page = re.sub(r'src="data:image/png;base64,[^"]+"', 'src="data:image/png;base64,..."', page)
     assert page == (GOLDEN / "report.html").read_text()
+
+
+def _render(run: Path) -> tuple[str, str]:
+    recipe = load_recipe(run / "recipe.toml")
+    write_model_card(RunDir(run), recipe)
+    write_report(RunDir(run), recipe)
+    page = (run / "report.html").read_text().replace(str(run), "RUN")
+    return (run / "model_card.md").read_text(), re.sub(r'src="data:image/png;base64,[^"]+"',
+                                                       'src="data:image/png;base64,..."', page)
+
+
+def test_the_card_and_report_of_a_run_that_has_not_run_yet(tmp_path):
+    """Only the recipe and a manifest without stages or versions: every number says it is missing."""
+    import json
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(GOLDEN / "run" / "recipe.toml", run / "recipe.toml")
+    (run / "manifest.json").write_text(json.dumps({"name": "tiny", "stages": {}}))
+    card, page = _render(run)
+    assert card == (GOLDEN / "model_card_empty.md").read_text()
+    assert page == (GOLDEN / "report_empty.html").read_text()
+
+
+def _everything(run: Path) -> None:
+    """The golden run with every optional section a card or report can have."""
+    import json
+    from lmforge.models.io import config_to_json
+    recipe = (run / "recipe.toml").read_text()
+    recipe = recipe.replace('licence = "PSF-2.0"', 'licence = ""').replace(
+        'steps = ["normalize", "exact_dedup", "pii"]', 'steps = ["normalize", "langid", "exact_dedup", "pii"]')
+    (run / "recipe.toml").write_text(recipe)
+    step = run / "checkpoints" / "step-40"
+    step.mkdir(parents=True)
+    from lmforge.recipe import load_recipe as load
+    cfg = load(run / "recipe.toml").model.resolved()
+    (step / "model_config.json").write_text(config_to_json(cfg.__class__(**{**cfg.__dict__, "n_layer": 3})))
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["stages"]["tokens"]["canaries"] = 2
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    result = json.loads((run / "eval" / "pretrain.json").read_text())
+    result["samples"] = [{"prompt": "Q: <x>?", "base": "no idea", "tuned": "A & B"}]
+    result["languages"] = {"language_alpha": 0.3, "bits_per_byte_spread": 0.25, "by_language": {
+        "de": {"bytes_per_token": 3.5, "train_share": 0.2, "sampled_share": 0.4, "val_tokens": 10, "val_bytes": 35,
+               "bits_per_byte": 3.5},
+        "en": {"bytes_per_token": 4.0, "train_share": 0.8, "sampled_share": 0.6, "val_tokens": 30, "val_bytes": 120,
+               "bits_per_byte": 3.25},
+        "ja": {"bytes_per_token": 3.0, "train_share": 0.0, "sampled_share": 0.0, "val_tokens": 0, "val_bytes": 0}}}
+    (run / "eval" / "pretrain.json").write_text(json.dumps(result))
+    (run / "eval" / "multi30k-retrieval.json").write_text(json.dumps({
+        "task": "multi30k-retrieval", "n": 1000, "metrics": {"en->de recall@1": {"value": 0.015},
+                                                            "chance recall@1": {"value": 0.001}}}))
+    governance = json.loads((run / "eval" / "governance.json").read_text())
+    governance["passed"] = True
+    governance["privacy"] = {}
+    governance["bias"]["counterfactual"] = {"dimensions": {"gender": {"flip_rate": 0.25, "accuracy": {"she": 0.5}}}}
+    (run / "eval" / "governance.json").write_text(json.dumps(governance))
+
+
+def test_the_card_and_report_with_every_optional_section(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(GOLDEN / "run", run)
+    _everything(run)
+    card, page = _render(run)
+    assert card == (GOLDEN / "model_card_full.md").read_text()
+    assert page == (GOLDEN / "report_full.html").read_text()

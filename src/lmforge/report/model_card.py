@@ -153,7 +153,9 @@ def _governance(governance: dict) -> list[str]:
                              + ", ".join(f"{g} {v}" for g, v in d["nll_per_token"].items()) + f" (gap {d['gap']}).")
             else:
                 lines.append(f"- Counterfactual templates, {dim}: {100 * d['flip_rate']:.0f}% of templates change "
-                             f"label with the group; accuracy by group {d['accuracy'] or 'n/a'}.")
+                             f"label with the group; accuracy by group "
+                             + (", ".join(f"{g} {v}" for g, v in d["accuracy"].items()) if d["accuracy"] else "n/a")
+                             + ".")
     privacy = governance.get("privacy", {})
     lines += ["", "## Privacy", ""]
     if "canaries" in privacy:
@@ -200,7 +202,7 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
              "## Model details",
              f"- Architecture: {get_family(mcfg.arch).describe(mcfg)}.",
              f"- Objective: {recipe.train.objective}.",
-             f"- Parameters: {train.get('parameters', 0):,}.",
+             f"- Parameters: {format(train['parameters'], ',') if 'parameters' in train else '? (not trained yet)'}.",
              f"- Tokenizer: {recipe.tokenizer.kind}, {meta.get('vocab_size', '?')} tokens.",
              f"- Trained with lmforge {manifest.get('versions', {}).get('lmforge', '?')}, torch "
              f"{manifest.get('versions', {}).get('torch', '?')}, seed {recipe.seed}.", "",
