@@ -103,3 +103,52 @@ def test_the_card_and_report_with_every_optional_section(tmp_path):
     card, page = _render(run)
     assert card == (GOLDEN / "model_card_full.md").read_text()
     assert page == (GOLDEN / "report_full.html").read_text()
+
+
+def test_lineage_licence_and_fine_tuning_lines(tmp_path):
+    from dataclasses import replace
+    from lmforge.recipe import to_toml
+    from lmforge.report.model_card import _front_matter, _lineage, _results
+    golden = load_recipe(GOLDEN / "run" / "recipe.toml")
+    base_dir, child_dir = tmp_path / "base", tmp_path / "child"
+    base_dir.mkdir()
+    child = replace(golden, name="child", model=replace(golden.model, init_from=str(base_dir)),
+                    train=replace(golden.train, objective="classify", adapter="lora"),
+                    data=replace(golden.data, labelled="reviews.tsv", steps=["langid"],
+                                 langid=replace(golden.data.langid, allow=["en", "de"]),
+                                 sources=[replace(s, licence="MIT") for s in golden.data.sources]))
+    # the base names the child as its own base: the chain must stop, not loop
+    base = replace(golden, name="base", data=replace(golden.data, conversations="chats.jsonl"),
+                   train=replace(golden.train, objective="sft"), model=replace(golden.model, init_from=str(child_dir)))
+    (base_dir / "recipe.toml").write_text(to_toml(base))
+    child_dir.mkdir()
+    (child_dir / "recipe.toml").write_text(to_toml(child))
+    assert _lineage(child) == ["1. base: sft on conversations chats.jsonl",
+                               "2. child: classify on labelled reviews.tsv (adapter: lora)"]
+    (base_dir / "recipe.toml").write_text("not toml [")
+    assert _lineage(child) == ["1. child: classify on labelled reviews.tsv (adapter: lora)"]   # unreadable base
+    front = "\n".join(_front_matter(child, {"accuracy": 0.75}, {}, ["MIT"]))
+    assert "license: mit\n" in front and "license_name" not in front
+    assert "language:\n- de\n- en\n" in front and "pipeline_tag: text-classification" in front
+    assert "- type: accuracy\n" in front and "value: 0.75" in front
+    two = "\n".join(_front_matter(child, {}, {}, ["MIT", "CC-BY-4.0"]))
+    assert "license: other\nlicense_name: MIT, CC-BY-4.0\n" in two and "model-index" not in two
+    classified = _results({"accuracy": 0.75, "accuracy_stderr": 0.02, "macro_f1": 0.7, "majority_accuracy": 0.5,
+                           "zero_shot_accuracy": 0.55, "test_examples": 100,
+                           "confusion_matrix": {"labels": ["neg", "pos"]}}, child)
+    assert "| base model, zero-shot accuracy | 0.55 |" in classified
+    assert classified[-1] == f"Fine-tuned for classification from {base_dir}."
+    sft = _results({"sft_loss_before": 2.0, "sft_loss_after": 1.5, "test_conversations": 9}, child)
+    assert sft[-1] == f"Fine-tuned from {base_dir}."
+    dpo = _results({"reward_accuracy_before": 0.5, "reward_accuracy_after": 0.7, "reward_margin_after": 0.3,
+                    "test_pairs": 9}, child)
+    assert dpo[-1] == f"Preference-tuned (DPO) from {base_dir}."
+    scratch = replace(child, model=replace(child.model, init_from=""))
+    assert _results({"reward_accuracy_before": 0.5, "reward_accuracy_after": 0.7, "reward_margin_after": 0.3,
+                     "test_pairs": 9}, scratch)[-1] == ""
+    assert "| base model, zero-shot accuracy | not measured |" in _results(
+        {"accuracy": 0.75, "accuracy_stderr": 0.02, "macro_f1": 0.7, "majority_accuracy": 0.5, "test_examples": 100,
+         "confusion_matrix": {"labels": ["neg", "pos"]}}, scratch)
+    tie = _results({"val_loss": 1.0, "token_perplexity": 2.7, "bits_per_byte": 3.0, "gzip_bits_per_byte": 3.0,
+                    "xz_bits_per_byte": 2.9}, scratch)
+    assert tie[-1] == "The model's bits per byte is NOT below gzip's on the same text."

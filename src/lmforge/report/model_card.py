@@ -111,7 +111,7 @@ def _front_matter(recipe: Recipe, res: dict, governance: dict, licences: list[st
 def _lineage(recipe: Recipe) -> list[str]:
     """The training stages behind this model, oldest first: each base run named by init_from."""
     from lmforge.recipe import load_recipe
-    chain, current, seen = [], recipe, set()
+    chain, current, seen = [], recipe, {recipe.fingerprint()}
     while current is not None:
         data = (f"conversations {current.data.conversations}" if current.data.conversations else
                 f"labelled {current.data.labelled}" if current.data.labelled else
@@ -119,14 +119,17 @@ def _lineage(recipe: Recipe) -> list[str]:
         chain.append(f"{current.name}: {current.train.objective} on {data}"
                      + (f" (adapter: {current.train.adapter})" if current.train.adapter else ""))
         base = Path(current.model.init_from) / "recipe.toml" if current.model.init_from else None
-        if base is None or not base.is_file() or base.resolve() in seen:
+        if base is None or not base.is_file():
             current = None
         else:
-            seen.add(base.resolve())
             try:
                 current = load_recipe(base)
             except UserError:         # a base run whose recipe no longer reads: the chain stops there
                 current = None
+            if current is not None and current.fingerprint() in seen:
+                current = None        # a chain that comes back to a recipe it has shown: stop, do not loop
+            elif current is not None:
+                seen.add(current.fingerprint())
     return [f"{i}. {step}" for i, step in enumerate(reversed(chain), 1)]
 
 
