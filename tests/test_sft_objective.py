@@ -77,3 +77,35 @@ def test_an_over_long_conversation_keeps_its_answer():
     model = Transformer(LlamaConfig(preset="tiny", vocab_size=64, max_seq_len=16))
     loss, _ = objective.loss(model, window_batch([nothing], [[0]], 12, 0))
     assert float(loss.detach()) == 0.0            # no trained token: zero, not NaN
+
+
+def test_the_packed_loss_is_the_loss_of_each_conversation_alone():
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    model = Transformer(LlamaConfig(preset="llama-mini", n_layer=2, d_model=64, n_head=4, vocab_size=64,
+                                    max_seq_len=16, zero_init_out=False)).eval()
+    examples = _examples()
+    objective = SFT(examples, examples, pad_id=0, seq_len=12)
+    batch = window_batch(examples, [[1, 2]], 12, pad_id=0)
+    with torch.no_grad():
+        loss, _ = objective.loss(model, batch)
+        logits, labels = [], []
+        for i in (1, 2):
+            ids, trained = examples[i]
+            logits.append(model(torch.tensor([ids]))[0][:-1])
+            labels += [t if keep else -100 for t, keep in zip(ids[1:], trained[1:])]
+        expected = F.cross_entropy(torch.cat(logits), torch.tensor(labels), ignore_index=-100)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_example_objectives_hand_their_rank_and_window_to_the_batches():
+    from lmforge.train.objectives import DPO, Classify
+    examples = _examples()
+    pairs = [(ids, mask, ids, mask) for ids, mask in examples]
+    for objective in (SFT(examples, examples, pad_id=0, seq_len=12),
+                      Classify([(ids, 1) for ids, _ in examples], [(ids, 0) for ids, _ in examples], pad_id=0, seq_len=12),
+                      DPO(pairs, pairs, [[0.0, 0.0]] * 4, [[0.0, 0.0]] * 4, pad_id=0)):
+        plain = objective.train_batches(None, 12, 2, seed=1)
+        assert (plain.seq_len, plain.global_batch, plain.rank, plain.world) == (12, 2, 0, 1), objective.name
+        ranked = objective.train_batches(None, 12, 2, seed=1, grad_accum=2, rank=1, world=2)
+        assert (ranked.grad_accum, ranked.rank, ranked.world, ranked.global_batch) == (2, 1, 2, 8), objective.name
