@@ -449,3 +449,22 @@ def test_a_mix_whose_windows_cannot_fit_is_refused():
         LanguageMix(LanguageSegments([("en", 0, 40)]), 0.5, 40, 64)
     with pytest.raises(ValueError, match="no language has any data"):
         language_weights({"en": 0}, 0.5)
+
+
+def test_the_mix_draws_from_its_generator_alone_and_retrieval_keeps_every_languages_samples():
+    from lmforge.eval.languages import language_table
+    from lmforge.eval.retrieval import evaluate_retrieval
+    mix = LanguageMix(LanguageSegments([("en", 0, 5000), ("de", 5000, 6000)]), 0.5, 6000, 8)
+    first = mix.starts(64, torch.Generator().manual_seed(3))
+    torch.manual_seed(99)
+    assert mix.starts(64, torch.Generator().manual_seed(3)) == first
+    texts = {lang: [f"{lang} {i}" for i in range(25)] for lang in ("en", "de", "fr")}
+    vectors = {lang: F.normalize(torch.eye(25) + 0.1 * k, dim=-1) for k, lang in enumerate(texts)}
+    out = evaluate_retrieval(lambda lines: vectors[lines[0].split()[0]], texts, "en")
+    assert [s["language"] for s in out["samples"]] == ["de"] * 20 + ["fr"] * 20
+    assert out["metrics"]["chance recall@1"]["value"] == round(1 / 25, 4)
+    assert out["metrics"]["chance recall@5"]["value"] == 0.2
+    empty = {"train_tokens": 0, "train_docs": 0, "train_bytes": 0, "val_tokens": 4, "val_docs": 1, "val_bytes": 9}
+    table = language_table(lambda stream, n: 1.0, {"counts": {"en": empty},
+                                                   "val": LanguageSegments([("en", 0, 4)])}, np.arange(4), 0.5)
+    assert table["by_language"]["en"]["sampled_share"] == 0.0 and table["by_language"]["en"]["train_share"] == 0.0
