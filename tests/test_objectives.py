@@ -143,3 +143,15 @@ def test_sft_validation_batches_hold_every_validation_answer_once():
     expected = [ids[t] for ids, mask in val for t in range(1, len(ids)) if mask[t]]
     assert sorted(labelled) == sorted(expected) and len(labelled) == len(expected)
     assert all(b["input_ids"].shape[1] == 10 for b in batches) and all(len(b["input_ids"]) <= 2 for b in batches)
+
+
+def test_build_objective_hands_over_the_examples_and_the_recurrence(tokenizer):
+    from lmforge.models.rnn.config import RNNConfig
+    from lmforge.models.rnn.model import RecurrentLM
+    rnn = RecurrentLM(RNNConfig(arch="gru", n_layer=1, d_model=16, vocab_size=V, dropout=0.0))
+    assert build_objective("causal_lm", rnn, tokenizer, TrainConfig()).recurrent is True
+    pairs = {"train": ["t"], "val": ["v"], "train_reference": [[1.0, 2.0]], "val_reference": [[3.0, 4.0]]}
+    dpo = build_objective("dpo", tiny_llama(), tokenizer, TrainConfig(), pairs)
+    assert (dpo.train, dpo.val, dpo.train_reference, dpo.val_reference) == (["t"], ["v"], [[1.0, 2.0]], [[3.0, 4.0]])
+    classify = build_objective("classify", tiny_llama(), tokenizer, TrainConfig(), {"train": [([1], 0)], "val": []})
+    assert classify.pad_id == tokenizer.token_to_id("<|pad|>") and classify.train == [([1], 0)]
