@@ -152,3 +152,28 @@ def test_lineage_licence_and_fine_tuning_lines(tmp_path):
     tie = _results({"val_loss": 1.0, "token_perplexity": 2.7, "bits_per_byte": 3.0, "gzip_bits_per_byte": 3.0,
                     "xz_bits_per_byte": 2.9}, scratch)
     assert tie[-1] == "The model's bits per byte is NOT below gzip's on the same text."
+
+
+KINDS = {
+    "masked_lm": {"mlm_loss": 6.5, "mlm_accuracy": 0.11, "unigram_mlm_accuracy": 0.07, "pll_per_token": 6.3,
+                  "pseudo_perplexity": 552.8},
+    "sft": {"sft_loss_before": 2.1, "sft_loss_after": 1.4, "test_conversations": 110},
+    "dpo": {"reward_accuracy_before": 0.5, "reward_accuracy_after": 0.8, "reward_margin_after": 0.6,
+            "chosen_logprob_after": -40.5, "rejected_logprob_after": -52.25, "test_pairs": 55},
+    "classify": {"accuracy": 0.8, "accuracy_stderr": 0.01, "macro_f1": 0.79, "majority_accuracy": 0.51,
+                 "zero_shot_accuracy": 0.6, "test_examples": 872},
+}
+
+
+def test_the_reports_results_table_lists_each_kinds_numbers(tmp_path):
+    import json
+    for kind, numbers in KINDS.items():
+        run = tmp_path / kind
+        shutil.copytree(GOLDEN / "run", run)
+        extra = {"confusion_matrix": {"labels": ["neg", "pos"], "counts": [[3, 1], [0, 4]]}} if kind == "classify" else {}
+        (run / "eval" / "pretrain.json").write_text(json.dumps({"arch": "llama", "objective": kind, **numbers, **extra}))
+        _, page = _render(run)
+        results = page.split("<h2>Results</h2>")[1].split("</table>")[0]
+        assert results.count("<tr><td>") == len(numbers), kind
+        for key, value in numbers.items():
+            assert f"<tr><td>{key}</td><td>{value}</td></tr>" in results, (kind, key)
