@@ -19,23 +19,17 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
+from architectures import cpu_name     # bench/ is on the path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "multilingual.toml"
 TASK = "multi30k-retrieval"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def lmforge(*args: str) -> None:
