@@ -245,6 +245,8 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
         trainer = Trainer(model, tc, batches, val_batches, seed=recipe.seed, ckpt_dir=run.checkpoints,
                           log=run.log_metrics, dist=info, objective=objective)
         sampler = None
+        if task is not None and info.is_main:
+            trainer.on_validate = task.probe(run, recipe, model, examples, run.log_metrics)
         if family_of(model).generative and info.is_main and not (info.enabled and tc.distributed == "fsdp"):
             sampler = trainer.on_validate = LiveSampler(model, tokenizer, recipe, run.log_metrics)
         if resume:

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lmforge.vision.config import ImagesConfig
+
 LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 
 StepName = Literal["normalize", "langid", "quality", "exact_dedup", "minhash", "pii",
@@ -227,6 +229,8 @@ class DataConfig:
     decontaminate: DecontaminateConfig = field(default_factory=DecontaminateConfig)
     nlp: NlpConfig = field(default_factory=NlpConfig)
     canaries: CanaryConfig = field(default_factory=CanaryConfig)
+    # train.objective = "contrastive": images with captions (vision/), read instead of `sources`
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
     def validate(self) -> None:
         if not self.sources:

@@ -1,7 +1,8 @@
-"""Fine-tuning: what a run does differently when `train.objective` adapts a model to a task.
+"""Tasks: what a run does differently when its data are not a stream of documents.
 
-Each fine-tuning objective has a `Task` here that stands in for the pre-training halves of
-the stages (stages.py asks `task_for(recipe)` and calls it, so no stage names an objective):
+Each such objective has a `Task` that stands in for the pre-training halves of the stages
+(stages.py asks `task_for(recipe)` and calls it, so no stage names an objective). The
+fine-tuning tasks adapt a model (model.init_from); the vision-language task trains one:
 
     data       the task's examples read and checked -> data/
     tokenizer  model.init_from's tokenizer, copied (base_tokenizer below)
@@ -13,6 +14,7 @@ the stages (stages.py asks `task_for(recipe)` and calls it, so no stage names an
     sft        conversations.py   chat / Alpaca / prompt-completion data, assistant-token loss
     dpo        conversations.py   preference pairs, DPO's loss against cached reference log-probs
     classify   classify.py        labelled texts, a classifier head
+    contrastive  vision/task.py   images with captions, a `clip` model from scratch
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from lmforge.tokenizer.load import copy_tokenizer_files, find_tokenizer_dir, loa
 
 
 class Task:
-    """One fine-tuning objective's data, tokens, examples and evaluation."""
+    """One objective's data, tokens, examples and evaluation."""
     result = ""          # eval/<result>.json
+    needs_base = True    # fine-tunes model.init_from
 
     def data(self, run: RunDir, recipe: Recipe) -> None:
         raise NotImplementedError
@@ -46,19 +49,24 @@ class Task:
     def before_training(self, run: RunDir, recipe: Recipe, model, examples: dict, seq_len: int, tokenizer) -> None:
         """Prepare `model` and `examples` before the first step (in place)."""
 
+    def probe(self, run: RunDir, recipe: Recipe, model, examples: dict, log):
+        """What to measure at each validation besides the loss: a callable(step) that logs, or None."""
+        return None
+
     def evaluate(self, run: RunDir, recipe: Recipe, model, window: int) -> dict:
         raise NotImplementedError
 
 
 def task_for(recipe: Recipe) -> Task | None:
-    """The fine-tuning task of the recipe's objective; None for pre-training."""
+    """The task of the recipe's objective; None for pre-training on documents."""
     from lmforge.finetune.classify import Classification
     from lmforge.finetune.conversations import Preferences, SupervisedChat
-    tasks = {"sft": SupervisedChat, "dpo": Preferences, "classify": Classification}
+    from lmforge.vision.task import ImageText
+    tasks = {"sft": SupervisedChat, "dpo": Preferences, "classify": Classification, "contrastive": ImageText}
     cls = tasks.get(recipe.train.objective)
     if cls is None:
         return None
-    if not recipe.model.init_from:
+    if cls.needs_base and not recipe.model.init_from:
         raise UserError(f"train.objective = '{recipe.train.objective}' fine-tunes a model: set model.init_from "
                         f"to a run or checkpoint directory")
     return cls()

@@ -16,7 +16,7 @@ from lmforge.errors import UserError
 
 @dataclass
 class ModelConfig:
-    arch: str = "llama"              # the family: llama, bert, lstm, gru or rnn
+    arch: str = "llama"              # the family: llama, bert, clip, lstm, gru or rnn
     preset: str = ""                 # a name from the family's presets; explicit keys win over it
     vocab_size: int = 0              # 0 = take it from the tokenizer
     init_from: str = ""              # a run or checkpoint directory: start from its weights, config and tokenizer

@@ -13,7 +13,8 @@ so no module outside models/ asks for a family by name:
   decoder       model -> the engine's decode kernel (fast where the family has one)
   blocks        model -> its layers in order (fine-tuning trains "the last N blocks")
   features      (model, input_ids, attention_mask) -> one vector per sequence, what a classifier
-                head reads: the last real token's state (causal), the mean over real tokens (bert)
+                head reads: the last real token's state (causal), the mean over real tokens (bert),
+                the caption's projected vector in the shared image-text space (clip)
   describe      config -> one line for the model card
   to_hf         (config, weights) -> (HF config.json, HF state dict) of the standard architecture
                 that computes the same function; None: the family has none
@@ -62,8 +63,8 @@ class Family:
 
 
 def families() -> dict[str, Family]:
-    from lmforge.models import bert, llama, rnn
-    return {f.arch: f for f in (llama.FAMILY, bert.FAMILY, *rnn.FAMILIES)}
+    from lmforge.models import bert, clip, llama, rnn
+    return {f.arch: f for f in (llama.FAMILY, bert.FAMILY, clip.FAMILY, *rnn.FAMILIES)}
 
 
 def get_family(arch: str) -> Family:

@@ -46,6 +46,15 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
                 "test_pairs", "accuracy", "accuracy_stderr", "macro_f1", "majority_accuracy", "zero_shot_accuracy",
                 "test_examples"]
         parts.append(_table(["metric", "value"], [[k, res[k]] for k in keys if k in res]))
+        if "image_size" in res:     # a clip run (vision/task.py)
+            from lmforge.vision.tables import clip_tables
+            for title, header, rows in clip_tables(res):
+                parts.append(f"<h3>{html.escape(title)}</h3>")
+                parts.append(_table(header, rows))
+            picture = run.path / res.get("retrieval_picture", "-")
+            if picture.is_file():
+                parts.append("<h3>Nearest test images for class prompts (green: of that class)</h3>")
+                parts.append(_img(plots.png_uri(picture.read_bytes()), "retrieval grid"))
         if "languages" in res:
             parts.append("<h3>By language</h3>")
             parts.append(_table(LANGUAGE_HEADER, language_rows(res["languages"])))
@@ -81,6 +90,8 @@ def write_report(run: RunDir, recipe: Recipe) -> None:
     parts.append("<h2>Training</h2>")
     metrics = run.read_metrics()
     parts.append(_img(plots.training_curves(metrics), "training curves"))
+    if any(m.get("kind") == "clip_eval" for m in metrics):
+        parts.append(_img(plots.zero_shot_curves(metrics), "zero-shot curves"))
     samples = [m for m in metrics if m.get("kind") == "sample"]
     if samples:
         parts.append("<h3>Samples from the model at each validation</h3>")

@@ -60,6 +60,9 @@ def _results(res: dict, recipe: Recipe) -> list[str]:
                        ("test examples", res["test_examples"])]) + \
             [f"Labels: {', '.join(res['confusion_matrix']['labels'])}."] + \
             ([f"Fine-tuned for classification from {base}."] if base else [])
+    if "image_size" in res:      # a clip run (vision/task.py)
+        from lmforge.vision.tables import markdown_tables
+        return markdown_tables(res) + [f"Images: data.images.source = {res['source']}, at {res['image_size']} pixels."]
     verdict = "below" if res["bits_per_byte"] < res["gzip_bits_per_byte"] else "NOT below"
     return _table([("validation loss (nats/token)", res["val_loss"]), ("token perplexity", res["token_perplexity"]),
                    ("bits per byte", res["bits_per_byte"]),
@@ -72,7 +75,8 @@ def _results(res: dict, recipe: Recipe) -> list[str]:
 HUB_LICENCES = {"apache-2.0", "mit", "bsd-3-clause", "bsd-2-clause", "cc-by-4.0", "cc-by-sa-4.0", "cc0-1.0",
                 "gpl-3.0", "lgpl-3.0", "mpl-2.0", "openrail", "llama2", "llama3"}
 PIPELINES = {"causal_lm": "text-generation", "sft": "text-generation", "dpo": "text-generation",
-             "masked_lm": "fill-mask", "classify": "text-classification"}
+             "masked_lm": "fill-mask", "classify": "text-classification",
+             "contrastive": "zero-shot-image-classification"}
 # eval result key -> (model-index metric type, its name)
 INDEXED = {"bits_per_byte": "bits per byte", "val_loss": "validation loss (nats/token)",
            "token_perplexity": "perplexity", "mlm_accuracy": "masked-LM accuracy", "accuracy": "accuracy",
@@ -89,7 +93,8 @@ def _front_matter(recipe: Recipe, res: dict, governance: dict, licences: list[st
     meta["library_name"] = "lmforge"
     meta["pipeline_tag"] = PIPELINES.get(recipe.train.objective, "text-generation")
     meta["tags"] = ["lmforge", recipe.model.arch, recipe.train.objective]
-    meta["datasets"] = [s.name or s.kind for s in recipe.data.sources]
+    meta["datasets"] = [recipe.data.images.source] if recipe.train.objective == "contrastive" else \
+        [s.name or s.kind for s in recipe.data.sources]
     metrics = [{"type": key, "name": name, "value": res[key]} for key, name in INDEXED.items()
                if isinstance(res.get(key), (int, float))]
     results = []
@@ -108,6 +113,24 @@ def _front_matter(recipe: Recipe, res: dict, governance: dict, licences: list[st
     return ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
 
 
+def _document_data(recipe: Recipe, stats: dict, meta: dict, canaries) -> list[str]:
+    return [f"- {stats.get('output', {}).get('documents', '?')} documents, "
+            f"{stats.get('output', {}).get('bytes', 0) / 1e6:.2f} MB after cleaning "
+            f"(steps: {', '.join(recipe.data.steps)}). See data/data_card.md.",
+            f"- {meta.get('train_tokens', 0):,} training tokens, {meta.get('val_tokens', 0):,} validation "
+            f"tokens (held out by document)."
+            + (f" {canaries} canaries (random secrets, for the privacy measurement) were inserted into the "
+               f"training split." if canaries else "")]
+
+
+def _image_data(data_stage: dict) -> list[str]:
+    splits = ", ".join(f"{data_stage[f'{s}_images']:,} {s.replace('_', '-')}" for s in ("train", "val", "test", "held_out")
+                       if data_stage.get(f"{s}_images"))
+    return [f"- {data_stage.get('images', '?')} images with captions ({splits or 'not read yet'}); "
+            f"{data_stage.get('skipped_images', 0)} unreadable images skipped. Each image's SHA-256, caption, "
+            f"split and origin are in data/images.jsonl."]
+
+
 def _lineage(recipe: Recipe) -> list[str]:
     """The training stages behind this model, oldest first: each base run named by init_from."""
     from lmforge.recipe import load_recipe
@@ -115,6 +138,7 @@ def _lineage(recipe: Recipe) -> list[str]:
     while current is not None:
         data = (f"conversations {current.data.conversations}" if current.data.conversations else
                 f"labelled {current.data.labelled}" if current.data.labelled else
+                f"images {current.data.images.source}" if current.train.objective == "contrastive" else
                 "sources " + ", ".join(s.name or s.kind for s in current.data.sources))
         chain.append(f"{current.name}: {current.train.objective} on {data}"
                      + (f" (adapter: {current.train.adapter})" if current.train.adapter else ""))
@@ -195,8 +219,11 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
     stats = _load(run.data / "stats.json")
     mcfg_path = next(iter(sorted(run.checkpoints.glob("*/model_config.json"))), None) if run.checkpoints.exists() else None
     mcfg = config_from_dict(_load(mcfg_path)) if mcfg_path else recipe.model.resolved()
-    sources = ", ".join(f"{s.name or s.kind}{' (' + s.path + ')' if s.path else ''}" for s in recipe.data.sources)
-    licences = sorted({s.licence for s in recipe.data.sources if s.licence}) or ["not declared in the recipe"]
+    images = recipe.data.images if recipe.train.objective == "contrastive" else None
+    sources = images.source if images else \
+        ", ".join(f"{s.name or s.kind}{' (' + s.path + ')' if s.path else ''}" for s in recipe.data.sources)
+    licences = ([images.licence] if images and images.licence else [] if images else
+                sorted({s.licence for s in recipe.data.sources if s.licence})) or ["not declared in the recipe"]
 
     governance = _load(run.eval_result("governance"))
     canaries = stages.get("tokens", {}).get("canaries")
@@ -206,18 +233,12 @@ def write_model_card(run: RunDir, recipe: Recipe) -> None:
              f"- Architecture: {get_family(mcfg.arch).describe(mcfg)}.",
              f"- Objective: {recipe.train.objective}.",
              f"- Parameters: {format(train['parameters'], ',') if 'parameters' in train else '? (not trained yet)'}.",
-             f"- Tokenizer: {recipe.tokenizer.kind}, {meta.get('vocab_size', '?')} tokens.",
+             f"- Tokenizer: {recipe.tokenizer.kind}, {meta.get('vocab_size') or stages.get('tokenizer', {}).get('vocab_size', '?')} tokens.",
              f"- Trained with lmforge {manifest.get('versions', {}).get('lmforge', '?')}, torch "
              f"{manifest.get('versions', {}).get('torch', '?')}, seed {recipe.seed}.", "",
              "## Training data",
              f"- Sources: {sources}; licences: {', '.join(licences)}.",
-             f"- {stats.get('output', {}).get('documents', '?')} documents, "
-             f"{stats.get('output', {}).get('bytes', 0) / 1e6:.2f} MB after cleaning "
-             f"(steps: {', '.join(recipe.data.steps)}). See data/data_card.md.",
-             f"- {meta.get('train_tokens', 0):,} training tokens, {meta.get('val_tokens', 0):,} validation "
-             f"tokens (held out by document)."
-             + (f" {canaries} canaries (random secrets, for the privacy measurement) were inserted into the "
-                f"training split." if canaries else ""), "",
+             *(_image_data(stages.get("data", {})) if images else _document_data(recipe, stats, meta, canaries)), "",
              "## Training stages", *_lineage(recipe), "",
              "## Training",
              f"- {train.get('steps', '?')} steps, {train.get('tokens', 0):,} tokens, "

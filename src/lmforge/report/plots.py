@@ -11,11 +11,15 @@ matplotlib.use("Agg")  # no display: render to memory only
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
 def _to_data_uri(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return png_uri(buf.getvalue())
 
 
 def training_curves(metrics: list[dict]) -> str | None:
@@ -37,6 +41,27 @@ def training_curves(metrics: list[dict]) -> str | None:
     axes[2].set(title="throughput", xlabel="step", ylabel="tokens/s")
     for ax in axes:
         ax.grid(alpha=0.3)
+    return _to_data_uri(fig)
+
+
+def zero_shot_curves(metrics: list[dict]) -> str | None:
+    """A clip run's zero-shot accuracy and image->text recall@1 at each validation, chance dashed."""
+    evals = [m for m in metrics if m.get("kind") == "clip_eval"]
+    if not evals:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    steps = [m["step"] for m in evals]
+    for ax, metric, chance, title in ((axes[0], "zero_shot_accuracy", "zero_shot_chance", "zero-shot accuracy"),
+                                      (axes[1], "image_to_text_recall@1", "image_to_text_chance@1",
+                                       "image->text recall@1")):
+        for split, colour in (("val", "tab:blue"), ("held_out", "tab:red")):
+            if f"{split}_{metric}" in evals[0]:
+                ax.plot(steps, [m[f"{split}_{metric}"] for m in evals], "o-", ms=3, color=colour,
+                        label="held-out compositions" if split == "held_out" else "validation")
+                ax.axhline(evals[0][f"{split}_{chance}"], ls="--", lw=1, color=colour)
+        ax.set(title=f"{title} (dashed: chance)", xlabel="step", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend()
     return _to_data_uri(fig)
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 @dataclass
 class TrainConfig:
-    objective: Literal["", "causal_lm", "masked_lm", "sft", "dpo", "classify"] = ""   # "" = the family's own (recipe.py fills it in)
+    objective: Literal["", "causal_lm", "masked_lm", "sft", "dpo", "classify", "contrastive"] = ""   # "" = the family's own (recipe.py fills it in)
     adapter: Literal["", "lora"] = ""   # "lora": train low-rank adapters only (models/lora.py), saved in PEFT's layout
     lora_rank: int = 8
     lora_alpha: float = 16.0         # the update is scaled by lora_alpha / lora_rank

@@ -8,18 +8,20 @@ from lmforge.tokenizer.load import special_ids
 from lmforge.train.objectives.base import Objective
 from lmforge.train.objectives.causal_lm import CausalLM
 from lmforge.train.objectives.classify import Classify
+from lmforge.train.objectives.contrastive import Contrastive
 from lmforge.train.objectives.dpo import DPO
 from lmforge.train.objectives.masked_lm import MaskedLM
 from lmforge.train.objectives.sft import SFT
 
-NAMES = ("causal_lm", "masked_lm", "sft", "dpo", "classify")
+NAMES = ("causal_lm", "masked_lm", "sft", "dpo", "classify", "contrastive")
 
 
 def build_objective(name: str, model, tokenizer, cfg, examples: dict | None = None) -> Objective:
     """The objective `name` for `model`, with what it needs from the tokenizer and `[train]`
     (sft: `examples`, the run's rendered conversations by split; dpo: its rendered pairs by split and
     their cached reference log-probabilities, "train_reference" and "val_reference"; classify: its
-    (ids, label index) examples by split)."""
+    (ids, label index) examples by split; contrastive: its (caption ids, image row, caption group)
+    pairs by split and the images' "pixels")."""
     family = family_of(model)
     if name not in family.objectives:
         raise UserError(f"train.objective = '{name}' cannot train model.arch = '{family.arch}' "
@@ -32,10 +34,13 @@ def build_objective(name: str, model, tokenizer, cfg, examples: dict | None = No
     if name == "classify":
         return Classify(examples["train"], examples["val"], pad_id=special_ids(tokenizer)["pad"] or 0,
                         seq_len=cfg.seq_len or model.cfg.max_seq_len)
+    if name == "contrastive":
+        return Contrastive(examples["train"], examples["val"], examples["pixels"],
+                           pad_id=special_ids(tokenizer)["pad"] or 0, seq_len=cfg.seq_len or model.cfg.max_seq_len)
     if name == "sft":
         return SFT(examples["train"], examples["val"], pad_id=tokenizer.token_to_id("<|pad|>") or 0,
                    seq_len=cfg.seq_len or model.cfg.max_seq_len)
     return MaskedLM(tokenizer, probability=cfg.mlm_probability, whole_word=cfg.whole_word_masking)
 
 
-__all__ = ["NAMES", "Objective", "CausalLM", "Classify", "DPO", "MaskedLM", "SFT", "build_objective"]
+__all__ = ["NAMES", "Objective", "CausalLM", "Classify", "Contrastive", "DPO", "MaskedLM", "SFT", "build_objective"]
