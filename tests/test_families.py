@@ -34,7 +34,7 @@ def test_arch_selects_the_family_dataclass_and_its_default_objective():
 
 
 @pytest.mark.parametrize("override, expected", [
-    ("model.arch=transformer", "allowed: bert, gru, llama, lstm, rnn"),
+    ("model.arch=transformer", "allowed: bert, clip, gru, llama, lstm, rnn"),
     ("model.kind=bidirectional", "unknown key 'model.kind'"),
     ("model.n_kv_head=2", None),    # a llama field ...
 ])

@@ -1,5 +1,6 @@
 """The verbs for models that read text rather than write it: fill-mask (encoders), classify
-(classifier runs) and embed (any run's sentence embeddings, the ones /v1/embeddings serves)."""
+(classifier runs) and embed (any run's sentence embeddings, a clip run's image embeddings too: the
+ones /v1/embeddings serves)."""
 
 from __future__ import annotations
 
@@ -50,19 +51,30 @@ def cmd_classify(args) -> None:
 
 
 def cmd_embed(args) -> None:
-    """Unit-length sentence embeddings; by default the texts' cosine similarities as a table."""
+    """Unit-length embeddings of texts (and, for a clip run, images); by default their cosine
+    similarities as a table."""
+    import torch
     from lmforge.infer.embedder import Embedder
-    texts = _texts(args)
+    images = [Path(f) for f in args.image or []]
+    texts = _texts(args) if (args.text or args.file or not images) else []
+    for path in images:
+        if not path.is_file():
+            raise UserError(f"{path}: no such image file")
     embedder = Embedder.from_run(args.run)
-    vectors = embedder.embed(embedder.encode(texts))
+    parts, items = [], [("text", t) for t in texts] + [("image", str(p)) for p in images]
+    if texts:
+        parts.append(embedder.embed(embedder.encode(texts)))
+    if images:
+        parts.append(embedder.embed_images([p.read_bytes() for p in images], [str(p) for p in images]))
+    vectors = torch.cat(parts)
     if args.json:
-        for text, v in zip(texts, vectors.tolist()):
-            print(json.dumps({"text": text, "embedding": [round(x, 6) for x in v]}, ensure_ascii=False))
+        for (kind, item), v in zip(items, vectors.tolist()):
+            print(json.dumps({kind: item, "embedding": [round(x, 6) for x in v]}, ensure_ascii=False))
         return
     similarity = (vectors @ vectors.T).tolist()
-    print(f"{len(texts)} texts, {vectors.shape[1]} dimensions; cosine similarity:")
-    for i, (text, row) in enumerate(zip(texts, similarity), 1):
-        print(f"{i:>3}  " + " ".join(f"{x:6.3f}" for x in row) + f"  {text}")
+    print(f"{len(texts)} texts, {len(images)} images, {vectors.shape[1]} dimensions; cosine similarity:")
+    for i, ((kind, item), row) in enumerate(zip(items, similarity), 1):
+        print(f"{i:>3}  " + " ".join(f"{x:6.3f}" for x in row) + f"  {'[image] ' if kind == 'image' else ''}{item}")
 
 
 def add_reading_verbs(sub: argparse._SubParsersAction) -> None:
@@ -82,4 +94,6 @@ def add_reading_verbs(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--text", action="append", help="a text (repeatable)")
         p.add_argument("--file", help="a file of texts, one per line")
         p.add_argument("--json", action="store_true", help=json_help)
+        if verb == "embed":
+            p.add_argument("--image", action="append", help="an image file, for a clip run (repeatable)")
         p.set_defaults(func=func)

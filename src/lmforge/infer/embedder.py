@@ -2,8 +2,10 @@
 
 The vector is the family's sequence features, the one a classifier head reads: the mean of the
 encoder's states over a text's tokens for `bert` (mBERT-style sentence embeddings), the last
-token's state for the causal families, which has read the whole text. Texts are batched
-right-padded with an attention mask, so a text's vector does not depend on its neighbours.
+token's state for the causal families, which has read the whole text, and for `clip` the caption
+vector in the space it shares with images. Texts are batched right-padded with an attention mask,
+so a text's vector does not depend on its neighbours. A `clip` run also embeds images
+(`embed_images`): decoded, squashed to the model's image size, through the ViT and its projection.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,6 +22,8 @@ from lmforge.models.io import find_weights, load_model
 from lmforge.models.registry import family_of
 from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer, special_ids
 from lmforge.train.objectives.classify import label_batch
+from lmforge.vision.images import BadImage, decode, resized
+from lmforge.vision.metrics import image_vectors
 
 BATCH = 32
 
@@ -29,7 +34,7 @@ class Embedder:
         self.family = family_of(model)
         self.pad_id = special_ids(tokenizer)["pad"] or 0
         self.context = model.cfg.max_seq_len
-        self.dimensions = model.cfg.d_model
+        self.dimensions = getattr(model.cfg, "embed_dim", model.cfg.d_model)    # clip projects its features
         self._lock = threading.Lock()     # one forward at a time: torch threads are shared
 
     @classmethod
@@ -65,3 +70,28 @@ class Embedder:
                 features = self.family.features(self.model, b["input_ids"], b["attention_mask"])
                 out.append(F.normalize(features.float(), dim=-1))
         return torch.cat(out)
+
+    @property
+    def reads_images(self) -> bool:
+        return hasattr(self.model, "image_features")
+
+    @torch.no_grad()
+    def embed_images(self, images: list[bytes], names: list[str] | None = None) -> torch.Tensor:
+        """(N, d) float32 unit vectors of encoded images (PNG, JPEG, ...), in the space of the texts'.
+        names: what an error calls each image (a path, input[3]); image[i] by default."""
+        if not self.reads_images:
+            raise UserError(f"this model (arch '{self.model.cfg.arch}') reads text only; images need a "
+                            f"clip run (model.arch = \"clip\")")
+        if not images:
+            raise UserError("no images to embed")
+        size = self.model.cfg.image_size
+        pixels = []
+        for i, data in enumerate(images):
+            try:
+                pixels.append(resized(decode(data), size))
+            except BadImage as e:
+                raise UserError(f"{names[i] if names else f'image[{i}]'}: not a readable image ({e})") from None
+        with self._lock:
+            if self.threads:
+                torch.set_num_threads(self.threads)
+            return image_vectors(self.model, np.stack(pixels))

@@ -8,15 +8,21 @@ decoder's (or classifier's) last-token state, unit length (infer/embedder.py).
 `input` is a text, a list of texts, a list of token ids or a list of such lists; with
 `encoding_format` "base64" each vector is its little-endian float32 bytes in base64 (what the
 official client asks for by default). `dimensions` other than the model's width is refused.
+A `clip` run also takes images, as items `{"image": base64 or a data: URL}` in the list, with
+`{"text": ...}` items beside them; every item's vector lies in the one shared space:
+
+    {"input": [{"image": "data:image/png;base64,iVBOR..."}, {"text": "a red circle"}]}
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+import torch
 from pydantic import Field
 
 from lmforge.errors import UserError
@@ -26,20 +32,54 @@ from lmforge.serve.schemas import _Body, parse
 MAX_INPUTS = 2048      # OpenAI's limit per request
 
 
+class ImageItem(_Body):
+    image: str = Field(min_length=1)
+
+
+class TextItem(_Body):
+    text: str = Field(min_length=1)
+
+
 class EmbeddingsRequest(_Body):
     model: str | None = None
-    input: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]] | list[ImageItem | TextItem] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
 
 
-def _inputs(body: EmbeddingsRequest, embedder) -> list[list[int]]:
-    raw = body.input
-    if isinstance(raw, str):
-        raw = [raw]
-    if len(raw) > MAX_INPUTS:
-        raise APIError(400, f"input: at most {MAX_INPUTS} inputs per request, got {len(raw)}", param="input")
+def _image_bytes(i: int, item: ImageItem) -> bytes:
+    data = item.image
+    if data.startswith("data:"):
+        head, _, data = data.partition(",")
+        if not head.endswith(";base64"):
+            raise APIError(400, f"input[{i}].image: a data URL must be base64 (data:image/png;base64,...)",
+                           param="input")
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise APIError(400, f"input[{i}].image: not base64 (send the file's bytes in base64, or a data: URL)",
+                       param="input") from None
+
+
+def _embed_items(items: list, embedder) -> tuple[torch.Tensor, int]:
+    """Vectors of a list of {"image"} / {"text"} items in order, and the texts' token count."""
+    if not embedder.reads_images and any(isinstance(x, ImageItem) for x in items):
+        raise APIError(400, f"input: this model (arch '{embedder.model.cfg.arch}') reads text only; "
+                            f"image inputs need a clip run", param="input", code="model_reads_text_only")
+    images = [i for i, x in enumerate(items) if isinstance(x, ImageItem)]
+    texts = [i for i, x in enumerate(items) if isinstance(x, TextItem)]
+    out = torch.zeros(len(items), embedder.dimensions)
+    ids = embedder.encode([items[i].text for i in texts]) if texts else []
+    if images:
+        out[images] = embedder.embed_images([_image_bytes(i, items[i]) for i in images],
+                                             [f"input[{i}].image" for i in images])
+    if texts:
+        out[texts] = embedder.embed(ids)
+    return out, sum(len(x) for x in ids)
+
+
+def _inputs(raw: list, embedder) -> list[list[int]]:
     if all(isinstance(x, int) for x in raw):      # one text as token ids
         return [list(raw)]
     if all(isinstance(x, str) for x in raw):
@@ -61,16 +101,21 @@ def build_router(state) -> APIRouter:
         if body.dimensions is not None and body.dimensions != embedder.dimensions:
             raise APIError(400, f"dimensions: this model's embeddings have {embedder.dimensions} dimensions "
                                 f"(shortening them is not supported)", param="dimensions")
-        inputs = _inputs(body, embedder)
+        raw = [body.input] if isinstance(body.input, str) else body.input
+        if len(raw) > MAX_INPUTS:
+            raise APIError(400, f"input: at most {MAX_INPUTS} inputs per request, got {len(raw)}", param="input")
         try:
-            vectors = await run_in_threadpool(embedder.embed, inputs)
+            if any(isinstance(x, (ImageItem, TextItem)) for x in raw):
+                vectors, n = await run_in_threadpool(_embed_items, raw, embedder)
+            else:
+                inputs = _inputs(raw, embedder)
+                vectors, n = await run_in_threadpool(embedder.embed, inputs), sum(len(ids) for ids in inputs)
         except UserError as e:
             raise APIError(400, str(e), param="input") from None
         if body.encoding_format == "base64":
             encoded = [base64.b64encode(v.numpy().astype("<f4").tobytes()).decode() for v in vectors]
         else:
             encoded = vectors.tolist()
-        n = sum(len(ids) for ids in inputs)
         return {"object": "list", "model": state.model_name,
                 "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encoded)],
                 "usage": {"prompt_tokens": n, "total_tokens": n}}

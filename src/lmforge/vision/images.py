@@ -45,7 +45,7 @@ def resized(image: Image.Image, size: int) -> np.ndarray:
     so nothing is cropped or flipped)."""
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BICUBIC)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
 def to_pixels(images: np.ndarray) -> torch.Tensor:
