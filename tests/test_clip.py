@@ -10,6 +10,7 @@ import io
 import json
 import math
 import random
+import shutil
 
 import httpx
 import numpy as np
@@ -31,7 +32,7 @@ from lmforge.vision.sources import read_pairs
 from lmforge.vision.task import assign_splits
 from test_serve_api import serving
 from test_serve_embeddings import _client, _wait_loaded
-from test_train_resume import OVERRIDES, kill_after_step_20, losses_of_a_full_run, train_losses
+from test_train_resume import OVERRIDES, kill_after_step_20, losses_of_a_full_run, torchrun, train_losses
 
 
 def _recipe(root, images: str = 'source = "scenes"\nscenes = 500', train: str = "") -> str:
@@ -264,7 +265,7 @@ def test_embed_on_the_command_line_reads_image_files(clip_run, tmp_path):
     assert [next(iter(x)) for x in lines] == ["text", "image"]
     assert torch.allclose(torch.tensor(lines[1]["embedding"]), _image_by_hand(clip_run, image), atol=1e-5)
     table = lmforge("embed", str(clip_run), "--image", str(tmp_path / "scene.png"), "--text", caption)
-    assert table.returncode == 0 and "1 texts, 1 images, 32 dimensions" in table.stdout
+    assert table.returncode == 0 and "1 texts, 1 images, 32 dimensions; cosine similarity" in table.stdout
     (tmp_path / "junk.png").write_bytes(b"junk")
     bad = lmforge("embed", str(clip_run), "--image", str(tmp_path / "junk.png"))
     assert bad.returncode == 2 and f"{tmp_path / 'junk.png'}: not a readable image" in bad.stderr
@@ -272,13 +273,41 @@ def test_embed_on_the_command_line_reads_image_files(clip_run, tmp_path):
     assert missing.returncode == 2 and "no such image file" in missing.stderr
 
 
-def test_a_killed_clip_run_resumes_with_the_same_losses(tmp_path):
-    base = tmp_path / "prepared"
-    out = lmforge("prepare", str(base), "--recipe", _recipe(tmp_path), *OVERRIDES)
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clip-resume")
+    base = root / "prepared"
+    out = lmforge("prepare", str(base), "--recipe", _recipe(root), *OVERRIDES)
     assert out.returncode == 0, out.stderr
-    uninterrupted = losses_of_a_full_run(base, tmp_path / "full")
+    return base, losses_of_a_full_run(base, root / "full")
+
+
+def test_a_killed_clip_run_resumes_with_the_same_losses(prepared, tmp_path):
+    base, uninterrupted = prepared
     kill_after_step_20(base, tmp_path / "killed")
     out = lmforge("train", str(tmp_path / "killed"), "--resume")
     assert out.returncode == 0, out.stderr
     assert "resuming at step 20" in out.stdout
     assert train_losses(tmp_path / "killed") == uninterrupted
+
+
+def test_two_ranks_train_a_clip_run_as_one_process_does(prepared, tmp_path):
+    # 4 pairs x 2 accumulation = 2 ranks x 4: each rank's micro-batch is one the single process makes,
+    # and the negatives are the micro-batch's, so the losses agree up to float summation order
+    base, uninterrupted = prepared
+    run = tmp_path / "ddp"
+    shutil.copytree(base, run)
+    out = torchrun("train", str(run))
+    assert out.returncode == 0, out.stderr[-3000:]
+    two_ranks = train_losses(run)
+    assert sorted(two_ranks) == sorted(uninterrupted)
+    assert max(abs(two_ranks[s] - uninterrupted[s]) for s in two_ranks) < 2e-3
+
+
+def test_governance_on_an_image_text_run_is_refused_before_anything_runs(tmp_path):
+    path = tmp_path / "clip.toml"
+    _recipe(tmp_path)
+    path.write_text(path.read_text().replace("enabled = false", "enabled = true"))
+    out = lmforge("run", str(path), "--out", str(tmp_path / "run"))
+    assert out.returncode == 2 and "governance.enabled" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()

@@ -72,7 +72,8 @@ def cmd_embed(args) -> None:
             print(json.dumps({kind: item, "embedding": [round(x, 6) for x in v]}, ensure_ascii=False))
         return
     similarity = (vectors @ vectors.T).tolist()
-    print(f"{len(texts)} texts, {len(images)} images, {vectors.shape[1]} dimensions; cosine similarity:")
+    counted = f"{len(texts)} texts" + (f", {len(images)} images" if images else "")
+    print(f"{counted}, {vectors.shape[1]} dimensions; cosine similarity:")
     for i, ((kind, item), row) in enumerate(zip(items, similarity), 1):
         print(f"{i:>3}  " + " ".join(f"{x:6.3f}" for x in row) + f"  {'[image] ' if kind == 'image' else ''}{item}")
 

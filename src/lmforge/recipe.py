@@ -78,13 +78,16 @@ def recipe_from_dict(raw: dict) -> Recipe:
 
 def check_across_sections(recipe: Recipe) -> Recipe:
     """What no section can check alone: the objective against the model family (an empty
-    objective becomes the family's own, so the resolved recipe names it)."""
+    objective becomes the family's own, so the resolved recipe names it), governance against it."""
     from lmforge.models.registry import get_family
     family = get_family(recipe.model.arch)
     objective = recipe.train.objective or family.default_objective
     if objective not in family.objectives:
         raise UserError(f"train.objective = '{objective}' cannot train model.arch = '{family.arch}' "
                         f"(it trains: {', '.join(family.objectives)})")
+    if objective == "contrastive" and recipe.governance.enabled:
+        raise UserError("governance.enabled: the bias and privacy checks read text models, not image-text ones; "
+                        "set governance.enabled = false for a contrastive run")
     recipe.train.objective = objective
     return recipe
 
