@@ -216,6 +216,9 @@ def test_a_clip_run_measures_zero_shot_and_retrieval_beside_chance(clip_run):
     assert "data:image/png;base64," in page and "held-out" in page.lower()
     card = (clip_run / "model_card.md").read_text()
     assert "zero-shot" in card.lower() and "chance" in card.lower()
+    data_card = (clip_run / "data" / "data_card.md").read_text()
+    held_rows = sum(r["split"] == "held_out" for r in rows)
+    assert f"| held_out | {held_rows:,} |" in data_card and "red triangle" in data_card
 
 
 def _png(image: Image.Image) -> bytes:

@@ -38,11 +38,16 @@ def _open_or_create(args, recipe_path: str | None):
 def _next_steps(rundir) -> str:
     run = rundir.path
     result = rundir.own_result.relative_to(run)
+    card = ", data/data_card.md" if rundir.data_card.is_file() else ""
     head = (f"\nEverything is in {run}/ (report.html, model_card.md, {result}, "
-            f"checkpoints/, data/data_card.md).\nNext:\n")
+            f"checkpoints/{card}).\nNext:\n")
     if result.stem == "classify":
         return head + (f"  lmforge classify {run} --text 'a text to label'\n"
                        f"  lmforge serve {run}            # POST /v1/classify on http://127.0.0.1:8000\n"
+                       f"  lmforge info {run}\n")
+    if result.stem == "clip":
+        return head + (f"  lmforge embed {run} --text 'a small red triangle' --image picture.png\n"
+                       f"  lmforge serve {run}            # POST /v1/embeddings (texts and images) on http://127.0.0.1:8000\n"
                        f"  lmforge info {run}\n")
     if rundir.load_recipe().train.objective == "masked_lm":
         return head + (f"  lmforge fill-mask {run} --text 'The <|mask|> is here.'\n"

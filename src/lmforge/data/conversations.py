@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.errors import UserError
+from lmforge.jsonl import numbered_rows
 from lmforge.tokenizer.specials import BOS, END
 
 ROLES = ("system", "user", "assistant")
@@ -69,13 +70,7 @@ def _objects(path: Path) -> list[tuple[object, str]]:
         raise UserError(f"{path}: not valid UTF-8") from None
     out = []
     if path.suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                out.append((json.loads(line), f"{path}:{n}"))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+        out = [(obj, f"{path}:{n}") for n, obj in numbered_rows(text.splitlines(), path)]
     else:
         try:
             items = json.loads(text)

@@ -18,6 +18,7 @@ from typing import IO, Iterator
 
 from lmforge.data.htmltext import main_text
 from lmforge.errors import UserError
+from lmforge.jsonl import numbered_rows
 
 _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _BINARY_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".zip", ".tar", ".so", ".pyc", ".exe", ".bin",
@@ -131,13 +132,7 @@ def _field(row, path: Path, where: str, text_field: str) -> str:
 
 
 def _jsonl_rows(f: IO[str], path: Path, text_field: str) -> Iterator[tuple[str, str]]:
-    for n, line in enumerate(f, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} line {n}: invalid JSON ({e.msg})") from None
+    for n, row in numbered_rows(f, path):
         yield f"{path}:{n}", _field(row, path, f"line {n}", text_field)
 
 

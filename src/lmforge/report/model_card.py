@@ -128,7 +128,7 @@ def _image_data(data_stage: dict) -> list[str]:
                        if data_stage.get(f"{s}_images"))
     return [f"- {data_stage.get('images', '?')} images with captions ({splits or 'not read yet'}); "
             f"{data_stage.get('skipped_images', 0)} unreadable images skipped. Each image's SHA-256, caption, "
-            f"split and origin are in data/images.jsonl."]
+            f"split and origin are in data/images.jsonl; see data/data_card.md."]
 
 
 def _lineage(recipe: Recipe) -> list[str]:

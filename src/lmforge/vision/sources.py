@@ -13,7 +13,6 @@ when the source has none), the attributes that made it (scenes) and where it cam
 from __future__ import annotations
 
 import csv
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from lmforge.errors import UserError
+from lmforge.jsonl import numbered_rows
 from lmforge.vision import images, scenes
 from lmforge.vision.config import ImagesConfig
 
@@ -86,17 +86,10 @@ def _digits() -> list[Pair]:
 def _rows(path: Path) -> list[tuple[int, dict]]:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        rows = list(numbered_rows(text.splitlines(), path))
+        for n, row in rows:
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{n}: expected a JSON object per line")
-            rows.append((n, row))
         return rows
     if path.suffix in (".csv", ".tsv"):
         reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix == ".tsv" else ",")

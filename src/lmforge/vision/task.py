@@ -2,7 +2,7 @@
 
     data       data.images.source -> data/images.bin (PNG bytes), data/images.jsonl (caption, label,
                split, SHA-256, provenance per image), data/documents.jsonl (training captions, for
-               the tokenizer stage, which trains on them as on any documents)
+               the tokenizer stage, which trains on them as on any documents), data/data_card.md
     tokens     images decoded (hashes checked) and resized to model.image_size -> tokens/pixels.npy;
                captions tokenized -> tokens/pairs.json
     train      the Contrastive objective; at each validation, zero-shot accuracy and recall on the
@@ -32,6 +32,7 @@ from lmforge.rundir import RunDir
 from lmforge.stages import say
 from lmforge.tokenizer.load import load_tokenizer, special_ids
 from lmforge.vision import images, metrics
+from lmforge.vision.datacard import image_data_card
 from lmforge.vision.sources import default_templates, read_pairs
 
 SPLITS = ("train", "val", "test", "held_out")
@@ -77,11 +78,12 @@ class ImageText(Task):
                          "sha256": images.sha256(png), "source_sha256": pair.source_sha256 or None,
                          "width": pair.image.width, "height": pair.image.height})
             blob += png
-        out = [run.data / "images.bin", run.data / "images.jsonl", run.data / "documents.jsonl"]
+        out = [run.data / "images.bin", run.data / "images.jsonl", run.data / "documents.jsonl", run.data_card]
         atomic.write_bytes(out[0], bytes(blob))
         atomic.write_text(out[1], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         atomic.write_text(out[2], "".join(json.dumps({"text": r["caption"], "source": r["where"]}, ensure_ascii=False)
                                           + "\n" for r in rows if r["split"] == "train"))
+        atomic.write_text(out[3], image_data_card(rows, cfg, skipped))
         counts = {f"{name}_images": splits.count(name) for name in SPLITS}
         run.record_stage("data", time.time() - t0, outputs=out, images=len(rows), skipped_images=skipped,
                          source=cfg.source, documents=counts["train_images"], **counts)
