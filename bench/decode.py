@@ -4,7 +4,12 @@ Both run the same random weights (our state dict loads into LlamaForCausalLM
 with strict names), the same dtype, greedy, KV cache on, the same number of
 new tokens. Prints one JSON line per model and, last, a summary JSON line.
 
-    python bench/decode.py [--new-tokens 128] [--dtype float32] [--repeats 3]
+    python bench/decode.py [--new-tokens 128] [--dtype float32] [--repeats 3] [--threads 1] [--int8]
+
+--int8 also times lmforge's engine with int8 weights (`Engine(int8=True)`, what `lmforge serve
+--dtype int8` runs) against the same HF float run, and says whether its greedy tokens are still
+HF's (int8 weights change the numbers, so they may not be; bench/int8.py reports the bits-per-byte
+cost on a trained run).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 import torch
 import transformers
 
+from architectures import cpu_name
 from lmforge.infer.engine import Engine, parse_dtype
 from lmforge.infer.tiny import sample_corpus, train_tokenizer
 from lmforge.models.llama import LlamaConfig, Transformer
@@ -56,11 +62,12 @@ def best_times(fns: list, repeats: int) -> tuple[list[float], list[float]]:
     return wall, cpu
 
 
-def bench(name: str, cfg: LlamaConfig, tokenizer, dtype, new_tokens: int, prompt_len: int, repeats: int) -> dict:
+def bench(name: str, cfg: LlamaConfig, tokenizer, dtype, new_tokens: int, prompt_len: int, repeats: int,
+          int8: bool = False) -> dict:
     torch.manual_seed(0)
     model = Transformer(cfg).to(dtype).eval()
     hf = hf_twin(model)
-    engine = Engine(model, tokenizer, max_batch=1, prefill_chunk=cfg.max_seq_len)
+    engine = Engine(model, tokenizer, max_batch=1, prefill_chunk=cfg.max_seq_len, int8=int8)
     prompt = torch.randint(0, cfg.vocab_size, (prompt_len,)).tolist()
     long_prompt = torch.randint(0, cfg.vocab_size, (cfg.max_seq_len - 1,)).tolist()
     try:
@@ -81,7 +88,8 @@ def bench(name: str, cfg: LlamaConfig, tokenizer, dtype, new_tokens: int, prompt
         engine.close()
     return {
         "model": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-        "dtype": str(dtype).removeprefix("torch."), "new_tokens": new_tokens,
+        "dtype": str(dtype).removeprefix("torch."), "lmforge_weights": "int8" if int8 else "as dtype",
+        "new_tokens": new_tokens,
         "lmforge_tokens_per_s": round(new_tokens / t_ours, 1), "hf_tokens_per_s": round(new_tokens / t_hf, 1),
         "ratio": round(t_hf / t_ours, 2), "prefill_tokens_per_s": round(len(long_prompt) / t_prefill, 1),
         "cpu_ratio": round(c_hf / c_ours, 2), "same_tokens_as_hf": ours.token_ids == theirs,
@@ -96,19 +104,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--threads", type=int, default=0, help="torch threads for both (0 = torch default)")
+    ap.add_argument("--int8", action="store_true", help="also time lmforge with int8 weights")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     tokenizer = train_tokenizer(sample_corpus(), 4096)
     rows = []
     for name in args.models.split(","):
-        rows.append(bench(name, MODELS[name], tokenizer, parse_dtype(args.dtype), args.new_tokens,
-                          args.prompt_len, args.repeats))
-        print(json.dumps(rows[-1]), flush=True)
+        for int8 in (False, True) if args.int8 else (False,):
+            rows.append(bench(name, MODELS[name], tokenizer, parse_dtype(args.dtype), args.new_tokens,
+                              args.prompt_len, args.repeats, int8))
+            print(json.dumps(rows[-1]), flush=True)
     first = rows[0]
     print(json.dumps({"lmforge_tokens_per_s": first["lmforge_tokens_per_s"],
                       "hf_tokens_per_s": first["hf_tokens_per_s"], "ratio": first["ratio"],
-                      "min_ratio": min(r["ratio"] for r in rows), "threads": torch.get_num_threads(),
+                      "min_ratio": min(r["ratio"] for r in rows if r["lmforge_weights"] != "int8"),
+                      "threads": torch.get_num_threads(), "cpu": cpu_name(),
                       "models": rows}))
 
 
