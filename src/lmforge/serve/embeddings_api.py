@@ -22,8 +22,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-import torch
 from pydantic import Field
+import torch
 
 from lmforge.errors import UserError
 from lmforge.serve.errors import APIError
