@@ -314,3 +314,13 @@ def test_governance_on_an_image_text_run_is_refused_before_anything_runs(tmp_pat
     out = lmforge("run", str(path), "--out", str(tmp_path / "run"))
     assert out.returncode == 2 and "governance.enabled" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_what_a_clip_run_cannot_do_is_one_line_naming_what_it_can(clip_run):
+    for verb, message in ((["generate", str(clip_run), "--prompt", "a"], "use `lmforge embed`"),
+                          (["eval", str(clip_run), "--task", "piqa"], "task piqa scores next-token likelihoods"),
+                          (["export", str(clip_run), "--format", "hf", "--out", str(clip_run / "x")], "clip"),
+                          (["fill-mask", str(clip_run), "--text", "a <|mask|>"], "no masked-LM head"),
+                          (["check", str(clip_run)], "its recipe turns governance off")):
+        out = lmforge(*verb)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, (verb, out.stderr)

@@ -137,6 +137,9 @@ def test_encoders_are_not_generative(tmp_path):
     for verb in (["generate", str(run), "--prompt", "x"], ["chat", str(run)]):   # (serve gives it embeddings)
         out = lmforge(*verb)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "not generative" in out.stderr
+    # benchmark tasks score next-token likelihoods, which an encoder does not have
+    out = lmforge("eval", str(run), "--task", "piqa")
+    assert out.returncode == 2 and "scores next-token likelihoods" in out.stderr
     out = lmforge("fill-mask", str(run), "--text", "no mask here")
     assert out.returncode == 2 and "has no mask token" in out.stderr
     out = lmforge("fill-mask", str(run), "--text", "The [MASK] of a list", "--top-k", "3")

@@ -47,7 +47,7 @@ def _next_steps(rundir) -> str:
                        f"  lmforge info {run}\n")
     if result.stem == "clip":
         return head + (f"  lmforge embed {run} --text 'a small red triangle' --image picture.png\n"
-                       f"  lmforge serve {run}            # POST /v1/embeddings (texts and images) on http://127.0.0.1:8000\n"
+                       f"  lmforge serve {run}            # POST /v1/embeddings, texts and images\n"
                        f"  lmforge info {run}\n")
     if rundir.load_recipe().train.objective == "masked_lm":
         return head + (f"  lmforge fill-mask {run} --text 'The <|mask|> is here.'\n"
@@ -202,16 +202,6 @@ def cmd_chat(args) -> None:
         run_chat(engine, system=args.system, **_sampling(args))
     finally:
         engine.close()
-
-
-def _require_generative(path: str) -> None:
-    """One line, before any server starts, for a model that cannot generate (an encoder)."""
-    from lmforge.models.io import find_weights, read_model_config
-    from lmforge.models.registry import get_family
-    arch = read_model_config(find_weights(path)).arch
-    if not get_family(arch).generative:
-        raise UserError(f"{path} holds a model of arch '{arch}', which is not generative: it cannot generate, "
-                        f"chat or serve text (use `lmforge eval` or `lmforge fill-mask`)")
 
 
 def cmd_serve(args) -> None:

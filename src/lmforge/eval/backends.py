@@ -33,6 +33,7 @@ class LmforgeLM(EvalLM):
     def __init__(self, path: str | Path, device: torch.device | None = None, batch_size: int = 8):
         from lmforge.infer.template import ChatTemplate
         from lmforge.models.io import find_weights, load_model
+        from lmforge.models.registry import family_of
         from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer
 
         path = Path(path)
@@ -52,6 +53,7 @@ class LmforgeLM(EvalLM):
             if self.prefix_token_id is None:
                 self.prefix_token_id = self.tokenizer.token_to_id(name)
         self.max_length = self.model.cfg.max_seq_len
+        self.generative = family_of(self.model).generative     # an encoder has no next-token likelihoods
         self._engine = None
 
     def encode(self, text: str) -> list[int]:

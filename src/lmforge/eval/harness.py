@@ -58,6 +58,10 @@ def evaluate_task(lm: EvalLM, task: Task, *, limit: int | None = None, seed: int
                   num_fewshot: int | None = None, chat: bool = False) -> dict:
     """Score one model on one task; returns metrics, settings and per-example samples.
     chat: each prompt (with its shots) is sent as one user message in the model's chat template."""
+    if task.kind != "retrieval" and not lm.generative:
+        raise UserError(f"{lm.name}: task {task.name} scores next-token likelihoods, and a model of arch "
+                        f"'{lm.model.cfg.arch}' has none (retrieval tasks take any run; `lmforge eval RUN` "
+                        f"measures the model itself)")
     shots = task.prompt.num_fewshot if num_fewshot is None or num_fewshot < 0 else num_fewshot
     limit = limit or None   # 0 means no limit, as in the recipe's [eval] limit
     started = time.perf_counter()

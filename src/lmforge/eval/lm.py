@@ -20,6 +20,7 @@ class EvalLM:
     prefix_token_id: int | None = None     # scores a text's first token (BOS, else end-of-text)
     batch_size: int = 8
     device: torch.device = torch.device("cpu")
+    generative: bool = True                # has next-token likelihoods (an encoder has not)
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError

@@ -62,21 +62,31 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+class GovernanceOff(UserError):
+    """A run without governance results because its recipe never asked for them."""
+
+
 def current_gate(run_path: str | Path) -> dict:
     """A run's stored governance results, checked against the thresholds its recipe holds now."""
     from lmforge.rundir import RunDir
     run = RunDir.open(run_path)
     path = run.eval_result("governance")
+    recipe = run.load_recipe()
+    if not path.is_file() and not recipe.governance.enabled:
+        raise GovernanceOff(f"{run_path} has no governance results: its recipe turns governance off "
+                            f"([governance] enabled = false)")
     if not path.is_file():
         raise UserError(f"{run_path} has no governance results ({path.relative_to(run.path)}); "
                         f"run `lmforge eval {run_path} --task governance`")
-    return regate(json.loads(path.read_text()), run.load_recipe().governance)
+    return regate(json.loads(path.read_text()), recipe.governance)
 
 
 def release_warning(run_path: str | Path) -> str | None:
     """What `lmforge serve` says before serving a run without a passing check, or None."""
     try:
         result = current_gate(run_path)
+    except GovernanceOff:
+        return f"{run_path} has no release check: its recipe turns governance off"
     except UserError:
         return (f"{run_path} has no release check on record; run `lmforge eval {run_path} --task governance` "
                 f"and `lmforge check {run_path}` before exposing it to users")

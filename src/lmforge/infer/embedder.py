@@ -10,17 +10,13 @@ so a text's vector does not depend on its neighbours. A `clip` run also embeds i
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lmforge.errors import UserError
-from lmforge.models.io import find_weights, load_model
+from lmforge.infer.reader import Reader
 from lmforge.models.registry import family_of
-from lmforge.tokenizer.load import find_tokenizer_dir, load_tokenizer, special_ids
 from lmforge.train.objectives.classify import label_batch
 from lmforge.vision.images import BadImage, decode, resized
 from lmforge.vision.metrics import image_vectors
@@ -28,19 +24,12 @@ from lmforge.vision.metrics import image_vectors
 BATCH = 32
 
 
-class Embedder:
+class Embedder(Reader):
     def __init__(self, model, tokenizer, threads: int | None = None):
-        self.model, self.tokenizer, self.threads = model.eval(), tokenizer, threads
+        super().__init__(model, tokenizer, threads)
         self.family = family_of(model)
-        self.pad_id = special_ids(tokenizer)["pad"] or 0
         self.context = model.cfg.max_seq_len
         self.dimensions = getattr(model.cfg, "embed_dim", model.cfg.d_model)    # clip projects its features
-        self._lock = threading.Lock()     # one forward at a time: torch threads are shared
-
-    @classmethod
-    def from_run(cls, path: str | Path, threads: int | None = None) -> "Embedder":
-        ckpt = find_weights(path)
-        return cls(load_model(ckpt), load_tokenizer(find_tokenizer_dir(Path(path), ckpt)), threads)
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         return [enc.ids for enc in self.tokenizer.encode_batch(texts)]
@@ -60,9 +49,7 @@ class Embedder:
         """(N, d) float32 unit vectors of token-id sequences, in order."""
         self.check(inputs)
         out = []
-        with self._lock:
-            if self.threads:
-                torch.set_num_threads(self.threads)
+        with self.forward_pass():
             examples = [(ids, 0) for ids in inputs]     # classification's padded batches, labels unused
             for start in range(0, len(inputs), BATCH):
                 b = label_batch(examples, list(range(start, min(start + BATCH, len(inputs)))), self.context,
@@ -91,7 +78,5 @@ class Embedder:
                 pixels.append(resized(decode(data), size))
             except BadImage as e:
                 raise UserError(f"{names[i] if names else f'image[{i}]'}: not a readable image ({e})") from None
-        with self._lock:
-            if self.threads:
-                torch.set_num_threads(self.threads)
+        with self.forward_pass():
             return image_vectors(self.model, np.stack(pixels))

@@ -71,8 +71,10 @@ class Engine:
         """
         family = family_of(model)
         if not family.generative:
-            raise UserError(f"a model of arch '{model.cfg.arch}' is not generative: it cannot generate, "
-                            f"chat or serve text (use `lmforge eval` or `lmforge fill-mask`)")
+            instead = ("`lmforge fill-mask` or `lmforge embed`" if "masked_lm" in family.objectives
+                       else "`lmforge embed`")
+            raise UserError(f"a model of arch '{model.cfg.arch}' is not generative: it cannot generate or chat "
+                            f"(use {instead}; `lmforge serve` gives its embeddings)")
         if threads:
             torch.set_num_threads(threads)
         dtype = parse_dtype(dtype)

@@ -39,11 +39,12 @@ def image_data_card(rows: list[dict], cfg: ImagesConfig, skipped: int) -> str:
                   f"(the held_out split), to test compositions the model never saw together.", ""]
     labels = sorted({r["label"] for r in rows if r["label"]})
     if labels:
-        lines += ["## Classes (zero-shot labels)", "", "| class | " + " | ".join(s for s in SPLITS if by_split[s]) + " |",
-                  "|---|" + "---|" * sum(1 for s in SPLITS if by_split[s])]
+        present = [s for s in SPLITS if by_split[s]]
+        lines += ["## Classes (zero-shot labels)", "", "| class | " + " | ".join(present) + " |",
+                  "|---|" + "---|" * len(present)]
         counts = Counter((r["label"], r["split"]) for r in rows)
         for label in labels:
-            lines.append(f"| {label} | " + " | ".join(f"{counts[label, s]:,}" for s in SPLITS if by_split[s]) + " |")
+            lines.append(f"| {label} | " + " | ".join(f"{counts[label, s]:,}" for s in present) + " |")
         lines.append("")
     sizes = Counter((r["width"], r["height"]) for r in rows)
     lines += ["## Storage and integrity", "",
