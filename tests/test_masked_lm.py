@@ -106,3 +106,26 @@ def test_evaluation_reports_accuracy_against_the_unigram_baseline():
     assert 0.4 < after["unigram_mlm_accuracy"] < 0.6                 # half the tokens are "a"
     assert after["mlm_accuracy"] > 0.95 > before["mlm_accuracy"]
     assert after["pll_per_token"] < 0.1 < before["pll_per_token"] and after["pll_tokens"] == 64
+
+
+def test_the_loss_scores_only_the_masked_tokens_and_equals_the_full_head():
+    # the head runs on the masked positions alone; loss, accuracy and gradients are those of
+    # the full (B, T, vocab) logits with -100 labels ignored
+    from lmforge.models.bert import BertConfig, BertEncoder
+    from lmforge.train.objectives.causal_lm import token_losses
+    torch.manual_seed(0)
+    model = BertEncoder(BertConfig(preset="bert-tiny", vocab_size=8, max_seq_len=16, dropout=0.0).resolved())
+    objective = MaskedLM(_tokenizer(True), probability=0.3)
+    batch = objective.mask(torch.randint(4, 7, (4, 16)), torch.Generator().manual_seed(1))
+    loss, metrics = objective.loss(model, batch)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    full = model(batch["input_ids"])
+    selected = batch["labels"] != -100
+    want = token_losses(full, batch["labels"])
+    assert 0 < int(selected.sum()) < selected.numel()
+    assert float(loss.detach()) == pytest.approx(float(want.detach()), rel=1e-5)
+    for got, ref in zip(grads, torch.autograd.grad(want, list(model.parameters()))):
+        assert torch.allclose(got, ref, atol=1e-6)
+    accuracy = float((full.argmax(-1)[selected] == batch["labels"][selected]).float().mean())
+    assert float(metrics["mlm_accuracy"]) == pytest.approx(accuracy)
+    assert model(batch["input_ids"], predict=selected).shape == (int(selected.sum()), 8)

@@ -176,8 +176,16 @@ class BertEncoder(nn.Module):
         return p.decoder(h) + p.bias
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return self.mlm_logits(self.encode(input_ids, attention_mask, token_type_ids))
+                token_type_ids: torch.Tensor | None = None, predict: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked-LM logits (B, T, vocab); with `predict` (B, T) bool, only at those positions,
+        (n, vocab) in row-major order: training scores the masked ~15% of tokens, so the head,
+        the largest matrix of a small encoder, runs on those alone."""
+        hidden = self.encode(input_ids, attention_mask, token_type_ids)
+        return self.mlm_logits(hidden) if predict is None else self._logits_at(hidden, predict)
+
+    @torch.compiler.disable     # the number of masked tokens changes every batch: not a shape to compile for
+    def _logits_at(self, hidden: torch.Tensor, predict: torch.Tensor) -> torch.Tensor:
+        return self.mlm_logits(hidden[predict])
 
     @staticmethod
     def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None = None, how: str = "mean") -> torch.Tensor:

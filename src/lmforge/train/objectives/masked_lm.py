@@ -107,9 +107,8 @@ class MaskedLM(Objective):
                                                                              batch_size, seed)]
 
     def loss(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        logits = model(batch["input_ids"])
-        labels = batch["labels"]
-        selected = labels != -100
-        correct = (logits.detach().argmax(-1) == labels) & selected
-        accuracy = correct.sum().float() / selected.sum().clamp_min(1)
+        selected = batch["labels"] != -100
+        labels = batch["labels"][selected]
+        logits = model(batch["input_ids"], predict=selected)       # (masked tokens, vocab)
+        accuracy = (logits.detach().argmax(-1) == labels).float().sum() / max(len(labels), 1)
         return token_losses(logits, labels), {"mlm_accuracy": accuracy}
