@@ -185,7 +185,7 @@ def test_masked_lm_loss_accuracy_and_defaults():
     assert batches.global_batch == 3
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 6, requires_grad=True)
-    model = lambda ids: logits                              # noqa: E731  (a fixed model)
+    model = lambda ids, predict: logits[predict]            # noqa: E731  (a fixed model, scoring where asked)
     labels = torch.tensor([[-100, 2, -100, 0, 1], [3, -100, -100, -100, 2]])
     loss, metrics = objective.loss(model, {"input_ids": torch.zeros(2, 5, dtype=torch.long), "labels": labels})
     keep = labels != -100
@@ -193,7 +193,7 @@ def test_masked_lm_loss_accuracy_and_defaults():
     expected = float((logits.argmax(-1)[keep] == labels[keep]).float().mean())
     assert set(metrics) == {"mlm_accuracy"} and float(metrics["mlm_accuracy"]) == pytest.approx(expected)
     perfect = torch.nn.functional.one_hot(labels.clamp_min(0), 6).float() * 10
-    _, m = objective.loss(lambda ids: perfect, {"input_ids": torch.zeros(2, 5, dtype=torch.long), "labels": labels})
+    _, m = objective.loss(lambda ids, predict: perfect[predict], {"input_ids": torch.zeros(2, 5, dtype=torch.long), "labels": labels})
     assert float(m["mlm_accuracy"]) == 1.0
     with pytest.raises(UserError, match=r"^the tokenizer has no mask token <\|mask\|>, which masked-LM training "
                                         r"needs: train one with lmforge \(leave tokenizer.path empty\) or give "
@@ -245,5 +245,5 @@ def test_whole_words_with_specials_added_after_the_vocabulary_and_a_single_targe
     assert objective.starts.tolist() == [True, False, True, True, True, True]
     logits = torch.nn.functional.one_hot(torch.tensor([[0, 2, 1]]), 6).float() * 10
     labels = torch.tensor([[-100, 2, -100]])
-    _, m = objective.loss(lambda ids: logits, {"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": labels})
+    _, m = objective.loss(lambda ids, predict: logits[predict], {"input_ids": torch.zeros(1, 3, dtype=torch.long), "labels": labels})
     assert float(m["mlm_accuracy"]) == 1.0                     # one target, predicted right
