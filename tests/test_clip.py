@@ -294,7 +294,7 @@ def test_a_killed_clip_run_resumes_with_the_same_losses(prepared, tmp_path):
     assert train_losses(tmp_path / "killed") == uninterrupted
 
 
-@pytest.mark.slow     # once, on a clean clone, its torchrun did not finish within 600 s; not understood yet
+@pytest.mark.slow     # its torchrun hung before ranks waited for each other at the end of training
 def test_two_ranks_train_a_clip_run_as_one_process_does(prepared, tmp_path):
     # 4 pairs x 2 accumulation = 2 ranks x 4: each rank's micro-batch is one the single process makes,
     # and the negatives are the micro-batch's, so the losses agree up to float summation order

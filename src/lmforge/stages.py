@@ -279,6 +279,9 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
                              adapter=tc.adapter or None, compile=trainer.compile_record,
                              language_weights=mix.weights if mix else None, **objective.summary())
             say(f"train: {state.step} steps, best val loss {state.best_val_loss:.4f}")
+        # ranks leave together: one that tears down while the main rank is still busy (a task's
+        # last probe, the record) can leave that rank hanging in gloo's shutdown
+        distributed.barrier(info)
     finally:
         distributed.teardown(info)
 
