@@ -10,7 +10,6 @@ import io
 import json
 import math
 import random
-import shutil
 
 import httpx
 import numpy as np
@@ -32,7 +31,8 @@ from lmforge.vision.sources import read_pairs
 from lmforge.vision.task import assign_splits
 from test_serve_api import serving
 from test_serve_embeddings import _client, _wait_loaded
-from test_train_resume import OVERRIDES, kill_after_step_20, losses_of_a_full_run, torchrun, train_losses
+from test_train_resume import (OVERRIDES, assert_two_ranks_match, kill_after_step_20, losses_of_a_full_run,
+                               train_losses)
 
 
 def _recipe(root, images: str = 'source = "scenes"\nscenes = 500', train: str = "") -> str:
@@ -299,13 +299,7 @@ def test_two_ranks_train_a_clip_run_as_one_process_does(prepared, tmp_path):
     # 4 pairs x 2 accumulation = 2 ranks x 4: each rank's micro-batch is one the single process makes,
     # and the negatives are the micro-batch's, so the losses agree up to float summation order
     base, uninterrupted = prepared
-    run = tmp_path / "ddp"
-    shutil.copytree(base, run)
-    out = torchrun("train", str(run))
-    assert out.returncode == 0, out.stderr[-3000:]
-    two_ranks = train_losses(run)
-    assert sorted(two_ranks) == sorted(uninterrupted)
-    assert max(abs(two_ranks[s] - uninterrupted[s]) for s in two_ranks) < 2e-3
+    assert_two_ranks_match(base, tmp_path / "ddp", uninterrupted)
 
 
 def test_governance_on_an_image_text_run_is_refused_before_anything_runs(tmp_path):

@@ -3,12 +3,11 @@
 The recurrent model's carried hidden state and the masked-LM's masks are part of what must come
 back exactly: a resumed run gives the very same loss at every step."""
 
-import shutil
-
 import pytest
 
 from conftest import lmforge, tiny_corpus_dir, tiny_recipe
-from test_train_resume import OVERRIDES, kill_after_step_20, losses_of_a_full_run, torchrun, train_losses
+from test_train_resume import (OVERRIDES, assert_two_ranks_match, kill_after_step_20, losses_of_a_full_run,
+                               train_losses)
 
 # no dropout: ranks draw their own dropout masks, which a single process draws in sequence
 FAMILIES = {
@@ -45,10 +44,4 @@ def test_sigkill_then_resume_gives_the_same_loss_sequence(prepared, uninterrupte
 def test_two_ranks_match_one_process(prepared, uninterrupted, tmp_path):
     # the same global batch split over 2 ranks: the same losses up to float summation order
     family, base = prepared
-    run = tmp_path / "ddp"
-    shutil.copytree(base, run)
-    out = torchrun("train", str(run))
-    assert out.returncode == 0, out.stderr[-3000:]
-    two_ranks = train_losses(run)
-    assert sorted(two_ranks) == sorted(uninterrupted)
-    assert max(abs(two_ranks[s] - uninterrupted[s]) for s in two_ranks) < 2e-3, family
+    assert_two_ranks_match(base, tmp_path / "ddp", uninterrupted)

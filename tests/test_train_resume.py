@@ -102,6 +102,17 @@ def torchrun(*args):
                            "-m", "lmforge.cli", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
+def assert_two_ranks_match(base, run, uninterrupted: dict) -> None:
+    """Copy the prepared run `base` to `run`, train it with 2 ranks: the same losses as one
+    process, up to float summation order (2e-3 nats per step)."""
+    shutil.copytree(base, run)
+    out = torchrun("train", str(run))
+    assert out.returncode == 0, out.stderr[-3000:]
+    two_ranks = train_losses(run)
+    assert sorted(two_ranks) == sorted(uninterrupted)
+    assert max(abs(two_ranks[s] - uninterrupted[s]) for s in two_ranks) < 2e-3
+
+
 def two_ranks_then_resume_on_one(run) -> tuple[dict, dict]:
     """Train `run` with 2 ranks, drop its last checkpoint, resume in 1 process: both loss maps."""
     out = torchrun("train", str(run))
