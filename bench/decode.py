@@ -4,12 +4,16 @@ Both run the same random weights (our state dict loads into LlamaForCausalLM
 with strict names), the same dtype, greedy, KV cache on, the same number of
 new tokens. Prints one JSON line per model and, last, a summary JSON line.
 
-    python bench/decode.py [--new-tokens 128] [--dtype float32] [--repeats 3] [--threads 1] [--int8]
+    python bench/decode.py [--new-tokens 128] [--dtype float32] [--repeats 3] [--threads 1] [--int8] [--auto]
 
 --int8 also times lmforge's engine with int8 weights (`Engine(int8=True)`, what `lmforge serve
 --dtype int8` runs) against the same HF float run, and says whether its greedy tokens are still
 HF's (int8 weights change the numbers, so they may not be; bench/int8.py reports the bits-per-byte
 cost on a trained run).
+
+--auto also times the weights `--dtype auto` chooses for each model on this machine (the same
+rule and measurement, lmforge.infer.weights_choice, without its cache); the summary's
+`auto_min_ratio` is the slowest of those against HF.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 import transformers
 
 from architectures import cpu_name
+from lmforge.infer import weights_choice
 from lmforge.infer.engine import Engine, parse_dtype
 from lmforge.infer.tiny import sample_corpus, train_tokenizer
 from lmforge.models.llama import LlamaConfig, Transformer
@@ -63,14 +68,18 @@ def best_times(fns: list, repeats: int) -> tuple[list[float], list[float]]:
 
 
 def bench(name: str, cfg: LlamaConfig, tokenizer, dtype, new_tokens: int, prompt_len: int, repeats: int,
-          int8: bool = False) -> dict:
+          weights: str = "as dtype") -> dict:
     torch.manual_seed(0)
     model = Transformer(cfg).to(dtype).eval()
     hf = hf_twin(model)
-    engine = Engine(model, tokenizer, max_batch=1, prefill_chunk=cfg.max_seq_len, int8=int8)
+    engine = Engine(model, tokenizer, max_batch=1, prefill_chunk=cfg.max_seq_len, int8=weights == "int8")
     prompt = torch.randint(0, cfg.vocab_size, (prompt_len,)).tolist()
     long_prompt = torch.randint(0, cfg.vocab_size, (cfg.max_seq_len - 1,)).tolist()
     try:
+        if weights == "auto":
+            choice = weights_choice.rule(engine) or weights_choice.measure(engine, long_prompt)
+            engine.use_int8(choice.weights == "int8")
+            weights = f"auto: {choice.weights}"
         ours = engine.generate(prompt, max_tokens=new_tokens, temperature=0, ignore_eos=True)
         ids = torch.tensor([prompt])
         with torch.inference_mode():
@@ -88,7 +97,7 @@ def bench(name: str, cfg: LlamaConfig, tokenizer, dtype, new_tokens: int, prompt
         engine.close()
     return {
         "model": name, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
-        "dtype": str(dtype).removeprefix("torch."), "lmforge_weights": "int8" if int8 else "as dtype",
+        "dtype": str(dtype).removeprefix("torch."), "lmforge_weights": weights,
         "new_tokens": new_tokens,
         "lmforge_tokens_per_s": round(new_tokens / t_ours, 1), "hf_tokens_per_s": round(new_tokens / t_hf, 1),
         "ratio": round(t_hf / t_ours, 2), "prefill_tokens_per_s": round(len(long_prompt) / t_prefill, 1),
@@ -105,20 +114,23 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--threads", type=int, default=0, help="torch threads for both (0 = torch default)")
     ap.add_argument("--int8", action="store_true", help="also time lmforge with int8 weights")
+    ap.add_argument("--auto", action="store_true", help="also time lmforge with the weights --dtype auto picks")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     tokenizer = train_tokenizer(sample_corpus(), 4096)
     rows = []
     for name in args.models.split(","):
-        for int8 in (False, True) if args.int8 else (False,):
+        for weights in ("as dtype", *(["int8"] if args.int8 else []), *(["auto"] if args.auto else [])):
             rows.append(bench(name, MODELS[name], tokenizer, parse_dtype(args.dtype), args.new_tokens,
-                              args.prompt_len, args.repeats, int8))
+                              args.prompt_len, args.repeats, weights))
             print(json.dumps(rows[-1]), flush=True)
     first = rows[0]
     print(json.dumps({"lmforge_tokens_per_s": first["lmforge_tokens_per_s"],
                       "hf_tokens_per_s": first["hf_tokens_per_s"], "ratio": first["ratio"],
-                      "min_ratio": min(r["ratio"] for r in rows if r["lmforge_weights"] != "int8"),
+                      "min_ratio": min(r["ratio"] for r in rows if r["lmforge_weights"] == "as dtype"),
+                      **({"auto_min_ratio": min(r["ratio"] for r in rows if r["lmforge_weights"].startswith("auto"))}
+                         if args.auto else {}),
                       "threads": torch.get_num_threads(), "cpu": cpu_name(),
                       "models": rows}))
 

@@ -1,13 +1,16 @@
 """Small per-machine measurements kept between runs, in ~/.cache/lmforge (or $XDG_CACHE_HOME/lmforge):
-the matmul peak behind MFU, and the compile decisions of `train.compile = "auto"`.
+the matmul peak behind MFU, the compile decisions of `train.compile = "auto"` and the decode
+weights of `--dtype auto`.
 
 A missing, unreadable or read-only cache only costs a new measurement."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -22,6 +25,18 @@ def cache_root() -> Path:
 def machine_key(*parts) -> str:
     """A key for a measurement on this machine, at this thread count, with these settings."""
     return "|".join(str(p) for p in (platform.node(), platform.processor(), torch.get_num_threads(), *parts))
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A short hash of lmforge's own source: measurements of lmforge's code (step times, decode
+    speed) keyed on it are measured again after the code changes, not trusted stale."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha1()
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def read_table(name: str) -> dict:

@@ -293,13 +293,17 @@ def _common(p: argparse.ArgumentParser, recipe: bool = True) -> None:
         p.add_argument("--recipe", help="recipe TOML to start the run directory from")
 
 
+DECODE_DTYPE_HELP = ("auto (default: int8 weights where this machine decodes faster with them at no loss cost, "
+                     "else float32) | float32 | bfloat16 | int8 (int8 weights in the decode kernel)")
+
+
 def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, default=100)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | int8 (int8 weights in the decode kernel)")
+    p.add_argument("--dtype", default="auto", help=DECODE_DTYPE_HELP)
     p.add_argument("--threads", type=int, default=None)
 
 
@@ -379,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audit-db", default=None, help="SQLite file for the audit log")
     p.add_argument("--hash-prompts", action="store_true", help="store prompts hashed in the audit log")
     p.add_argument("--sagemaker", action="store_true", help="GET /ping + POST /invocations on port 8080")
-    p.add_argument("--dtype", default=None, help="float32 | bfloat16 | int8 (int8 weights in the decode kernel)")
+    p.add_argument("--dtype", default="auto", help=DECODE_DTYPE_HELP)
     p.add_argument("--max-batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_serve)

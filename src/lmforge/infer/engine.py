@@ -85,14 +85,10 @@ class Engine:
         private = private.to(device=device, dtype=dtype) if dtype else private.to(device)
         self.model = private.eval().requires_grad_(False)
         self.decoder = family.decoder(self.model)
-        self.int8 = int8
+        self.int8 = False
+        self.weights_choice = None      # why these decode weights, where `--dtype auto` chose them
         if int8:
-            if not hasattr(self.decoder, "quantize_int8"):
-                raise UserError(f"int8 weights are not available for arch '{model.cfg.arch}' (they are for llama)")
-            try:
-                self.decoder.quantize_int8()
-            except ValueError as e:
-                raise UserError(str(e)) from None
+            self.use_int8(True)
         self.tokenizer = tokenizer
         self.template = chat_template or ChatTemplate()
         self.context = self.decoder.context
@@ -127,18 +123,43 @@ class Engine:
             self.decoder.quantize_int8()
         self._copied = stamp
 
+    def use_int8(self, on: bool) -> None:
+        """Decode with int8 weights where the family's kernel has them (llama, on CPU), or not."""
+        if on and not hasattr(self.decoder, "quantize_int8"):
+            raise UserError(f"int8 weights are not available for arch '{self.model.cfg.arch}' (they are for llama)")
+        if on:
+            try:
+                self.decoder.quantize_int8()
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        elif self.int8:
+            self.decoder.use_float()
+        self.int8 = on
+
     @classmethod
     def from_run(cls, path: str | Path, *, device: str | torch.device = "cpu",
                  dtype: str | torch.dtype | None = None, **kw) -> "Engine":
         """Load from a run directory or a checkpoint directory inside one; dtype "int8" decodes with
-        int8 weights (see `int8`)."""
+        int8 weights (see `int8`), "auto" with int8 or float32 weights, whichever measures better
+        on this machine (lmforge.infer.weights_choice)."""
         path = Path(path)
         ckpt = find_weights(path)
         tok_dir = find_tokenizer_dir(path, ckpt)
+        if dtype == "auto" and torch.device(device).type != "cpu":
+            dtype = None              # the weights as stored: int8 decoding is a CPU kernel
         int8 = dtype == "int8"        # float weights loaded, the decode kernel's matrices in int8
-        model = load_model(ckpt, device=device, dtype=None if int8 else parse_dtype(dtype))
-        return cls(model, load_tokenizer(tok_dir), device=device, chat_template=ChatTemplate.from_dir(tok_dir),
-                   copy_model=False, int8=int8, **kw)
+        floats = torch.float32 if dtype == "auto" else None if int8 else parse_dtype(dtype)
+        model = load_model(ckpt, device=device, dtype=floats)
+        engine = cls(model, load_tokenizer(tok_dir), device=device, chat_template=ChatTemplate.from_dir(tok_dir),
+                     copy_model=False, int8=int8, **kw)
+        if dtype == "auto":
+            from lmforge.infer.weights_choice import choose_weights
+            try:
+                choose_weights(engine, ckpt, path)
+            except BaseException:
+                engine.close()
+                raise
+        return engine
 
     def close(self) -> None:
         self.scheduler.close()

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import sys
 import threading
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
                 state.embedder = Embedder.from_run(path, threads=options.get("threads"))
             else:
                 attach(Engine.from_run(path, **(engine_options or {})))
+                if state.engine.weights_choice is not None:
+                    log.info("decode weights: %s (%s)", state.engine.weights_choice.weights,
+                             state.engine.weights_choice.reason)
             log.info("model %s loaded from %s", name, path)
         except Exception as e:   # reported by /health; the server stays up to say so
             state.load_error = f"failed to load the model: {e}"
@@ -111,7 +115,9 @@ def create_app(engine_or_path: Engine | str | Path, *, api_key: str | list[str] 
         if not state.loaded:
             return JSONResponse({"status": "error" if state.load_error else "loading",
                                  "detail": state.load_error}, 503)
-        return {"status": "ok", "model": state.model_name}
+        choice = state.engine.weights_choice if state.engine is not None else None
+        return {"status": "ok", "model": state.model_name,
+                **({"decode_weights": asdict(choice)} if choice is not None else {})}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics():

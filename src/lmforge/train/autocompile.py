@@ -7,7 +7,7 @@ first compiled steps (the first includes the compile). From then on it keeps whi
 faster: the compile time is spent by then, so only the step times matter. Every measurement is
 training time, counted in the run's budget.
 
-The result is cached per machine, shape and settings (compile.json in lmforge's cache), and
+The result is cached per machine, shape, settings and version of lmforge's code (compile.json in lmforge's cache), and
 Inductor's compiled kernels in its inductor/ folder: a later run of the same shape decides
 from the cache without a trial, compiling (cheaply, from the kernel cache) only when
 (eager - compiled) x steps left > the cached compile time.

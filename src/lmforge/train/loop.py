@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 
 from lmforge import atomic, progress
-from lmforge.cache import machine_key
+from lmforge.cache import code_fingerprint, machine_key
 from lmforge.errors import UserError
 from lmforge.models import lora
 from lmforge.models.io import check_arch, load_adapter_weights, read_weights
@@ -110,7 +110,7 @@ class Trainer:
         shape = tuple(getattr(c, k, None) for k in ("arch", "n_layer", "d_model", "n_head", "kv_heads", "ff_dim",
                                                      "mlp", "qk_norm", "vocab_size", "ngram_orders"))
         adapter = self.cfg.lora_rank if lora.has_lora(self.model) else 0
-        return machine_key("train-step", torch.__version__, self.device, shape, batches.global_batch,
+        return machine_key("train-step", torch.__version__, code_fingerprint(), self.device, shape, batches.global_batch,
                            batches.seq_len, self.cfg.grad_accum, self.autocast_dtype, self.cfg.distributed,
                            self.dist.world, type(self.objective).__name__, adapter)
 

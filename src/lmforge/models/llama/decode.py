@@ -111,6 +111,10 @@ class _Int8Projection:
         return x + self(h)
 
 
+def _float(p: _Projection | _Int8Projection) -> _Projection:
+    return p.source if isinstance(p, _Int8Projection) else p
+
+
 def _fuse(linears: list[nn.Linear]) -> _Projection:
     """Stack the weights (and biases) of several Linears; each keeps a view of its rows."""
     weight = decode_layout(torch.cat([lin.weight.detach() for lin in linears]))
@@ -212,19 +216,29 @@ class FusedDecoder:
             return torch.tensor([t[-1] for t in tails], device=self.embed.device)
         return torch.cat([self.inputs(t, len(t) - 1, len(t)) for t in tails])
 
+    def _projections(self) -> list:
+        return [p for layer in self.layers for p in (layer.qkv, layer.out, layer.up, layer.down)] + [self.head]
+
+    def _set_projections(self, make) -> None:
+        for layer in self.layers:
+            layer.qkv, layer.out, layer.up, layer.down = map(make, (layer.qkv, layer.out, layer.up, layer.down))
+        self.head = make(self.head)
+
+    def int8_weight_count(self) -> int:
+        """How many weights `quantize_int8` turns into int8."""
+        return sum(n for n in (_float(p).weight.numel() for p in self._projections()) if n >= INT8_MIN_WEIGHTS)
+
     def quantize_int8(self) -> None:
         """Use int8 weights for the matrices large enough to gain from them (again after the float
         weights changed: each int8 projection is rebuilt from its float one)."""
         if self.ngrams is not None or self.embed.device.type != "cpu":
             raise ValueError("int8 weights are for CPU decoding of models without n-gram embeddings")
+        self._set_projections(lambda p: _Int8Projection(_float(p)) if _float(p).weight.numel() >= INT8_MIN_WEIGHTS
+                              else _float(p))
 
-        def int8(p):
-            p = p.source if isinstance(p, _Int8Projection) else p
-            return _Int8Projection(p) if p.weight.numel() >= INT8_MIN_WEIGHTS else p
-
-        for layer in self.layers:
-            layer.qkv, layer.out, layer.up, layer.down = map(int8, (layer.qkv, layer.out, layer.up, layer.down))
-        self.head = int8(self.head)
+    def use_float(self) -> None:
+        """Back to the float weights (undoes `quantize_int8`)."""
+        self._set_projections(_float)
 
     def make_cache(self, rows: int) -> SlotCache:
         param = next(self.model.parameters())
