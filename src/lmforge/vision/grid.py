@@ -7,13 +7,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lmforge.tokenizer.load import load_tokenizer, special_ids
 from lmforge.vision import metrics
 
 CELL, LABEL_WIDTH, SHOWN, QUERIES = 64, 190, 6, 8
 
 
-def retrieval_grid(model, recipe, examples: dict, run) -> bytes | None:
+def retrieval_grid(model, recipe, examples: dict, captions: metrics.Captions) -> bytes | None:
     """PNG bytes of the grid, or None when the images carry no classes."""
     from lmforge.vision.images import png_bytes
     from lmforge.vision.sources import default_templates
@@ -25,11 +24,8 @@ def retrieval_grid(model, recipe, examples: dict, run) -> bytes | None:
         return None
     held = [c for c in recipe.data.images.held_out if c in classes] if recipe.data.images.source == "scenes" else []
     queries = (held + [c for c in classes if c not in held])[:QUERIES]
-    tokenizer = load_tokenizer(run.tokenizer)
-    encode = lambda texts: [enc.ids for enc in tokenizer.encode_batch(texts)]
     cfg = recipe.data.images
-    vectors = metrics.class_vectors(model, encode, queries, cfg.templates or default_templates(cfg.source),
-                                    special_ids(tokenizer)["pad"] or 0)
+    vectors = metrics.class_vectors(model, captions, queries, cfg.templates or default_templates(cfg.source))
     pixels = examples["pixels"][[row for _, row, _ in pool]]
     nearest = (vectors @ metrics.image_vectors(model, pixels).T).topk(min(SHOWN, len(pool)), dim=1).indices
     canvas = Image.new("RGB", (LABEL_WIDTH + SHOWN * (CELL + 4), len(queries) * (CELL + 4)), "white")

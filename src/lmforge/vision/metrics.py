@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lmforge.tokenizer.load import special_ids
 from lmforge.train.objectives.classify import label_batch
 from lmforge.vision.images import to_pixels
 
@@ -36,23 +37,35 @@ def image_vectors(model, pixels: np.ndarray) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0, model.cfg.embed_dim)
 
 
+class Captions:
+    """Texts -> the text tower's token ids, with the tokenizer's pad id for batching them."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.pad_id = tokenizer, special_ids(tokenizer)["pad"] or 0
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        return [enc.ids for enc in self.tokenizer.encode_batch(texts)]
+
+
 @torch.no_grad()
-def text_vectors(model, ids: list[list[int]], pad_id: int) -> torch.Tensor:
+def text_vectors(model, captions: Captions, texts: list[str]) -> torch.Tensor:
+    """(N, embed_dim) unit vectors of texts."""
     was_training = model.training
     model.eval()
-    examples = [(x, 0) for x in ids]
+    examples = [(x, 0) for x in captions.ids(texts)]
     out = []
-    for i in range(0, len(ids), BATCH):
-        b = label_batch(examples, list(range(i, min(i + BATCH, len(ids)))), model.cfg.max_seq_len, pad_id)
+    for i in range(0, len(examples), BATCH):
+        b = label_batch(examples, list(range(i, min(i + BATCH, len(examples)))), model.cfg.max_seq_len,
+                        captions.pad_id)
         out.append(F.normalize(model.text_features(b["input_ids"], b["attention_mask"]).float(), dim=-1))
     model.train(was_training)
     return torch.cat(out)
 
 
-def class_vectors(model, encode, classes: list[str], templates: list[str], pad_id: int) -> torch.Tensor:
-    """(n_classes, d): each class's templates embedded, averaged, renormalised. encode: texts -> ids."""
+def class_vectors(model, captions: Captions, classes: list[str], templates: list[str]) -> torch.Tensor:
+    """(n_classes, d): each class's templates embedded, averaged, renormalised."""
     prompts = [t.format(c) for c in classes for t in templates]
-    vectors = text_vectors(model, encode(prompts), pad_id).view(len(classes), len(templates), -1)
+    vectors = text_vectors(model, captions, prompts).view(len(classes), len(templates), -1)
     return F.normalize(vectors.mean(dim=1), dim=-1)
 
 

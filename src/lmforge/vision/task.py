@@ -30,7 +30,7 @@ from lmforge.finetune import Task
 from lmforge.recipe import Recipe
 from lmforge.rundir import RunDir
 from lmforge.stages import say
-from lmforge.tokenizer.load import load_tokenizer, special_ids
+from lmforge.tokenizer.load import load_tokenizer
 from lmforge.vision import images, metrics
 from lmforge.vision.datacard import image_data_card
 from lmforge.vision.sources import default_templates, read_pairs
@@ -102,9 +102,8 @@ class ImageText(Task):
                 raise UserError(f"{run.data / 'images.bin'}: image {r['id']} ({r['where']}) does not match its hash "
                                 f"in images.jsonl; rerun `lmforge prepare {run.path} --force`")
             pixels[r["id"]] = images.resized(images.decode(data), size)
-        tok = load_tokenizer(run.tokenizer)
         captions = sorted({r["caption"] for r in rows})
-        ids = dict(zip(captions, (enc.ids for enc in tok.encode_batch(captions))))
+        ids = dict(zip(captions, metrics.Captions(load_tokenizer(run.tokenizer)).ids(captions)))
         group = {c: i for i, c in enumerate(captions)}
         pairs = {name: [] for name in SPLITS}
         for r in rows:
@@ -137,12 +136,14 @@ class ImageText(Task):
 
     def probe(self, run: RunDir, recipe: Recipe, model, examples: dict, log):
         """At each validation: zero-shot accuracy and recall on the validation and held-out splits."""
+        captions = metrics.Captions(load_tokenizer(run.tokenizer))
+
         def measure(step: int) -> None:
             record = {"kind": "clip_eval", "step": step}
             for split in ("val", "held_out"):
                 if examples[split]:
                     record.update({f"{split}_{k}": v for k, v in
-                                   measure_split(model, recipe, examples, split, run).items()})
+                                   measure_split(model, recipe, examples, split, captions).items()})
             log(record)
         return measure
 
@@ -150,10 +151,11 @@ class ImageText(Task):
         from lmforge.vision.grid import retrieval_grid
         examples = self.examples(run)
         result = {"source": recipe.data.images.source, "image_size": model.cfg.image_size}
+        captions = metrics.Captions(load_tokenizer(run.tokenizer))
         for split in ("test", "held_out"):
             if examples[split]:
-                result[split] = measure_split(model, recipe, examples, split, run)
-        grid = retrieval_grid(model, recipe, examples, run)
+                result[split] = measure_split(model, recipe, examples, split, captions)
+        grid = retrieval_grid(model, recipe, examples, captions)
         if grid is not None:
             atomic.write_bytes(run.eval_result("clip_retrieval").with_suffix(".png"), grid)
             result["retrieval_picture"] = "eval/clip_retrieval.png"
@@ -178,24 +180,21 @@ def classes_of(recipe: Recipe, rows: list[dict]) -> list[str]:
     return sorted({r["label"] for r in rows if r["label"]})
 
 
-def measure_split(model, recipe: Recipe, examples: dict, split: str, run: RunDir) -> dict:
+def measure_split(model, recipe: Recipe, examples: dict, split: str, captions: metrics.Captions) -> dict:
     cfg = recipe.data.images
-    tokenizer = load_tokenizer(run.tokenizer)
-    pad = special_ids(tokenizer)["pad"] or 0
-    encode = lambda texts: [enc.ids for enc in tokenizer.encode_batch(texts)]
     chosen = examples[split]
     rows = [examples["rows"][row] for _, row, _ in chosen]
     image_vecs = metrics.image_vectors(model, examples["pixels"][[row for _, row, _ in chosen]])
     local = {}                                   # the split's distinct captions, renumbered
     for _, _, group in chosen:
         local.setdefault(group, len(local))
-    text_vecs = metrics.text_vectors(model, encode([examples["captions"][g] for g in local]), pad)
+    text_vecs = metrics.text_vectors(model, captions, [examples["captions"][g] for g in local])
     out = {"images": len(chosen), "captions": len(local),
            **metrics.retrieval(image_vecs, text_vecs, [local[g] for _, _, g in chosen])}
     classes = classes_of(recipe, examples["rows"])
     if classes and all(r["label"] in classes for r in rows):
         templates = cfg.templates or default_templates(cfg.source)
-        class_vecs = metrics.class_vectors(model, encode, classes, templates, pad)
+        class_vecs = metrics.class_vectors(model, captions, classes, templates)
         gold = [classes.index(r["label"]) for r in rows]
         accuracy, predicted = metrics.zero_shot(image_vecs, class_vecs, gold)
         out.update(zero_shot_accuracy=round(accuracy, 4), zero_shot_chance=round(1 / len(classes), 4),
