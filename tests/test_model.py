@@ -175,3 +175,15 @@ def test_relu_squared_backward_equals_autograd_of_the_plain_ops():
     (ours,) = torch.autograd.grad(ReluSquared.apply(x), x, g)
     (plain,) = torch.autograd.grad(torch.nn.functional.relu(x).square(), x, g)
     assert torch.equal(ours, plain)
+
+
+def test_every_norm_takes_the_fused_kernel_under_bf16_autocast():
+    # a float32 norm weight against bf16 activations sends torch to its unfused, slower fallback
+    # (it warns "Cannot dispatch to fused implementation"); qk-norm's per-head norms included
+    import warnings
+    model = _model(qk_norm=True).train()
+    ids = torch.randint(0, 97, (2, 16))
+    with warnings.catch_warnings(record=True) as caught, torch.autocast("cpu", dtype=torch.bfloat16):
+        warnings.simplefilter("always")
+        model(ids).float().sum().backward()
+    assert not [w for w in caught if "fused" in str(w.message)], [str(w.message) for w in caught]

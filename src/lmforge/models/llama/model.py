@@ -84,8 +84,8 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(nh * hd, cfg.d_model, bias=cfg.bias)
         if cfg.qk_norm:
             # per-head RMSNorm on queries and keys (Qwen3/OLMo-2 naming)
-            self.q_norm = nn.RMSNorm(hd, eps=cfg.norm_eps)
-            self.k_norm = nn.RMSNorm(hd, eps=cfg.norm_eps)
+            self.q_norm = RMSNorm(hd, eps=cfg.norm_eps)
+            self.k_norm = RMSNorm(hd, eps=cfg.norm_eps)
         self.dropout = cfg.dropout
 
     def forward(self, x, rope, mask, cache):
