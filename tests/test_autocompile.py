@@ -43,11 +43,12 @@ def test_a_compiled_step_that_is_slower_goes_back_to_eager():
 
 def test_a_short_run_never_tries_and_fp32_needs_a_longer_one():
     bf16 = AutoCompile("a", torch.bfloat16)
-    assert feed(bf16, [1.0, 0.1, 0.1, 0.1], 1000) == [None, None, None, None]    # 100 s left < 240 s
+    assert feed(bf16, [1.0, 0.1, 0.1, 0.1], 1000) == [None, None, None, None]    # 100 s left < 600 s
     assert "too short" in bf16.decision.reason and not bf16.decision.compile
     fp32 = AutoCompile("b", None)
     assert feed(fp32, [1.0, 0.5, 0.5, 0.5], 1000)[-1] is None                    # 500 s left < 1200 s
-    assert feed(AutoCompile("c", torch.bfloat16), [1.0, 0.5, 0.5, 0.5], 1000)[-1] == "compile"
+    assert feed(AutoCompile("c", torch.bfloat16), [1.0, 0.5, 0.5, 0.5], 1000)[-1] is None  # 500 s < 600 s
+    assert feed(AutoCompile("d", torch.bfloat16), [1.0, 0.5, 0.5, 0.5], 1400)[-1] == "compile"
 
 
 def test_pays_weighs_the_saving_against_the_compile_time():

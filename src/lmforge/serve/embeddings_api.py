@@ -62,31 +62,31 @@ def _image_bytes(i: int, item: ImageItem) -> bytes:
                        param="input") from None
 
 
-def _embed_items(items: list, embedder) -> tuple[torch.Tensor, int]:
-    """Vectors of a list of {"image"} / {"text"} items in order, and the texts' token count."""
-    if not embedder.reads_images and any(isinstance(x, ImageItem) for x in items):
+def _items(raw: list, embedder) -> list[list[int] | ImageItem]:
+    """Every input form as one list: each text as its token ids, each image item as it is."""
+    if all(isinstance(x, int) for x in raw):      # one text as token ids
+        return [list(raw)]
+    texts = {i: x if isinstance(x, str) else x.text for i, x in enumerate(raw) if isinstance(x, (str, TextItem))}
+    if not all(texts.values()):
+        raise APIError(400, "input: every text must be non-empty", param="input")
+    encoded = dict(zip(texts, embedder.encode(list(texts.values())))) if texts else {}
+    return [encoded[i] if i in encoded else x if isinstance(x, ImageItem) else list(x) for i, x in enumerate(raw)]
+
+
+def _embed(items: list[list[int] | ImageItem], embedder) -> tuple[torch.Tensor, int]:
+    """The items' vectors in order, and their texts' token count."""
+    images = [i for i, x in enumerate(items) if isinstance(x, ImageItem)]
+    texts = [i for i, x in enumerate(items) if not isinstance(x, ImageItem)]
+    if images and not embedder.reads_images:
         raise APIError(400, f"input: this model (arch '{embedder.model.cfg.arch}') reads text only; "
                             f"image inputs need a clip run", param="input", code="model_reads_text_only")
-    images = [i for i, x in enumerate(items) if isinstance(x, ImageItem)]
-    texts = [i for i, x in enumerate(items) if isinstance(x, TextItem)]
     out = torch.zeros(len(items), embedder.dimensions)
-    ids = embedder.encode([items[i].text for i in texts]) if texts else []
     if images:
         out[images] = embedder.embed_images([_image_bytes(i, items[i]) for i in images],
                                              [f"input[{i}].image" for i in images])
     if texts:
-        out[texts] = embedder.embed(ids)
-    return out, sum(len(x) for x in ids)
-
-
-def _inputs(raw: list, embedder) -> list[list[int]]:
-    if all(isinstance(x, int) for x in raw):      # one text as token ids
-        return [list(raw)]
-    if all(isinstance(x, str) for x in raw):
-        if not all(x for x in raw):
-            raise APIError(400, "input: every text must be non-empty", param="input")
-        return embedder.encode(list(raw))
-    return [list(x) for x in raw]
+        out[texts] = embedder.embed([items[i] for i in texts])
+    return out, sum(len(items[i]) for i in texts)
 
 
 def build_router(state) -> APIRouter:
@@ -105,11 +105,7 @@ def build_router(state) -> APIRouter:
         if len(raw) > MAX_INPUTS:
             raise APIError(400, f"input: at most {MAX_INPUTS} inputs per request, got {len(raw)}", param="input")
         try:
-            if any(isinstance(x, (ImageItem, TextItem)) for x in raw):
-                vectors, n = await run_in_threadpool(_embed_items, raw, embedder)
-            else:
-                inputs = _inputs(raw, embedder)
-                vectors, n = await run_in_threadpool(embedder.embed, inputs), sum(len(ids) for ids in inputs)
+            vectors, n = await run_in_threadpool(_embed, _items(raw, embedder), embedder)
         except UserError as e:
             raise APIError(400, str(e), param="input") from None
         if body.encoding_format == "base64":
