@@ -199,6 +199,7 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
     if tc.threads:
         torch.set_num_threads(tc.threads)
     info = distributed.setup()
+    trainer = None
     try:
         # The recipe's global batch (batch_size x grad_accum) holds at any world size: ranks
         # take over accumulation steps, so one recipe and its checkpoints work on 1 or N processes.
@@ -283,6 +284,7 @@ def train(run: RunDir, recipe: Recipe, force: bool = False, resume: bool = False
         # last probe, the record) can leave that rank hanging in gloo's shutdown
         distributed.barrier(info)
     finally:
+        trainer = None          # its DDP reducer must not be the process group's last holder (teardown)
         distributed.teardown(info)
 
 

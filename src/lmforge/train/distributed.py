@@ -8,6 +8,7 @@ process. Under torchrun: gloo on CPU, NCCL on GPU; DDP by default, FSDP2
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -47,7 +48,12 @@ def setup() -> DistInfo:
 
 
 def teardown(info: DistInfo) -> None:
+    """Destroy the process group, after the caller has dropped its DDP model. A DDP reducer
+    that outlives the group's registration destroys the group itself, holding the GIL while
+    gloo's threads may still need it to free a tensor: a hang at exit (pytorch issue 56297).
+    Dropped first, the reducer only lets go, and the group goes through Python's binding."""
     if info.enabled and dist.is_initialized():
+        gc.collect()            # a reference cycle may still hold the DDP model
         dist.destroy_process_group()
 
 
