@@ -12,7 +12,7 @@ HF's (int8 weights change the numbers, so they may not be; bench/int8.py reports
 cost on a trained run).
 
 --auto also times the weights `--dtype auto` chooses for each model on this machine (the same
-rule and measurement, lmforge.infer.weights_choice, without its cache); the summary's
+rule and measurement, lmforge.infer.weights_choice.decide, without its cache); the summary's
 `auto_min_ratio` is the slowest of those against HF.
 """
 
@@ -77,9 +77,7 @@ def bench(name: str, cfg: LlamaConfig, tokenizer, dtype, new_tokens: int, prompt
     long_prompt = torch.randint(0, cfg.vocab_size, (cfg.max_seq_len - 1,)).tolist()
     try:
         if weights == "auto":
-            choice = weights_choice.rule(engine) or weights_choice.measure(engine, long_prompt)
-            engine.use_int8(choice.weights == "int8")
-            weights = f"auto: {choice.weights}"
+            weights = f"auto: {weights_choice.decide(engine, lambda: long_prompt).weights}"
         ours = engine.generate(prompt, max_tokens=new_tokens, temperature=0, ignore_eos=True)
         ids = torch.tensor([prompt])
         with torch.inference_mode():

@@ -25,6 +25,7 @@ import textwrap
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -98,29 +99,36 @@ def measure(engine, tokens: list[int]) -> WeightsChoice:
 def rule(engine) -> WeightsChoice | None:
     """float32 without measuring where int8 cannot apply or pay; None where it is to be measured."""
     decoder = engine.decoder
-    if not hasattr(decoder, "int8_weight_count") or next(engine.model.parameters()).device.type != "cpu":
-        return WeightsChoice("float32", "int8 weights are for the llama kernel on CPU", source="rule")
-    if decoder.ngrams is not None:
-        return WeightsChoice("float32", "int8 weights are not made for models with n-gram embeddings", source="rule")
-    if decoder.int8_weight_count() < MIN_INT8_WEIGHTS:
-        return WeightsChoice("float32", f"only {decoder.int8_weight_count():,} weights would be int8 "
-                             f"(int8 pays from about {MIN_INT8_WEIGHTS:,})", source="rule")
+    unavailable = ("int8 weights are for the llama kernel" if not hasattr(decoder, "quantize_int8")
+                   else decoder.int8_unavailable())
+    if unavailable:
+        return WeightsChoice("float32", unavailable, source="rule")
+    count = decoder.int8_weight_count()
+    if count < MIN_INT8_WEIGHTS:
+        return WeightsChoice("float32", f"only {count:,} weights would be int8 (int8 pays from about "
+                             f"{MIN_INT8_WEIGHTS:,})", source="rule")
     return None
 
 
-def choose_weights(engine, checkpoint: Path, run: Path | None = None) -> WeightsChoice:
-    """Pick the decode weights of an engine loaded from `checkpoint` (see the module's docstring)
-    and leave it using them; `run` is where to look for validation tokens."""
+def decide(engine, reference: Callable[[], list[int]], key: str | None = None) -> WeightsChoice:
+    """The rule, else the cached decision under `key`, else a measurement on `reference()`
+    (cached under `key`); the engine is left decoding with the chosen weights."""
     choice = rule(engine)
-    if choice is None:
-        files = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(checkpoint.glob("*.safetensors")))
-        key = machine_key("decode-weights", torch.__version__, code_fingerprint(), checkpoint.resolve(), files)
-        cached = read_table(TABLE).get(key)
-        if cached is not None:
-            choice = WeightsChoice(**{**cached, "source": "cache"})
-        else:
-            choice = measure(engine, reference_tokens(engine, run))
+    cached = read_table(TABLE).get(key) if choice is None and key is not None else None
+    if cached is not None:
+        choice = WeightsChoice(**{**cached, "source": "cache"})
+    elif choice is None:
+        choice = measure(engine, reference())
+        if key is not None:
             write_entry(TABLE, key, asdict(choice))
     engine.use_int8(choice.weights == "int8")
     engine.weights_choice = choice
     return choice
+
+
+def choose_weights(engine, checkpoint: Path, run: Path | None = None) -> WeightsChoice:
+    """`decide` for an engine loaded from `checkpoint`, cached per machine, threads, weights files
+    and code; `run` is where to look for validation tokens."""
+    files = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(checkpoint.glob("*.safetensors")))
+    key = machine_key("decode-weights", torch.__version__, code_fingerprint(), checkpoint.resolve(), files)
+    return decide(engine, lambda: reference_tokens(engine, run), key)

@@ -228,13 +228,22 @@ class FusedDecoder:
         """How many weights `quantize_int8` turns into int8."""
         return sum(n for n in (_float(p).weight.numel() for p in self._projections()) if n >= INT8_MIN_WEIGHTS)
 
+    def int8_unavailable(self) -> str | None:
+        """Why this model cannot decode with int8 weights, or None."""
+        if self.ngrams is not None or self.embed.device.type != "cpu":
+            return "int8 weights are for CPU decoding of models without n-gram embeddings"
+        return None
+
     def quantize_int8(self) -> None:
         """Use int8 weights for the matrices large enough to gain from them (again after the float
         weights changed: each int8 projection is rebuilt from its float one)."""
-        if self.ngrams is not None or self.embed.device.type != "cpu":
-            raise ValueError("int8 weights are for CPU decoding of models without n-gram embeddings")
-        self._set_projections(lambda p: _Int8Projection(_float(p)) if _float(p).weight.numel() >= INT8_MIN_WEIGHTS
-                              else _float(p))
+        if self.int8_unavailable():
+            raise ValueError(self.int8_unavailable())
+
+        def int8(p):
+            p = _float(p)
+            return _Int8Projection(p) if p.weight.numel() >= INT8_MIN_WEIGHTS else p
+        self._set_projections(int8)
 
     def use_float(self) -> None:
         """Back to the float weights (undoes `quantize_int8`)."""
